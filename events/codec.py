@@ -1,0 +1,192 @@
+"""The one codec pipeline: (validated) Event -> encrypt personal fields -> Avro, and back.
+
+Messages use Avro single-object encoding: ``C3 01`` + the 8-byte little-endian CRC-64-AVRO
+fingerprint of the writer schema + the Avro binary body, so any reader can tell which schema
+in ``schemas/`` wrote a message. Personal leaves travel as sealed bytes (see `events.crypto`).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import fastavro
+
+from events.catalogue import Catalogue, EventType, PiiField, load_catalogue
+from events.crypto import REDACTED, associated_data, open_sealed, seal, sealed_version
+from events.keystore import KeyRef, key_period
+from events.model import Event
+
+MAGIC = b"\xc3\x01"
+MAX_MESSAGE = 1 << 20  # larger values are refused on both sides
+
+
+class DecodeError(ValueError):
+    """A message that is not a registre event (truncated, unknown schema, too large...)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """A decoded message before decryption: personal leaves are still sealed bytes."""
+
+    type: str
+    event_id: str
+    subject_id: str
+    occurred_at: datetime
+    source: str
+    data: dict[str, Any]
+
+    def sealed_fields(self, etype: EventType) -> list[tuple[PiiField, bytes]]:
+        out = []
+        for f in etype.pii:
+            value = _get(self.data, f.path[1:])
+            if value is not None:
+                out.append((f, value))
+        return out
+
+
+def _get(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    for part in path:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(part)
+        if data is None:
+            return None
+    return data
+
+
+def _set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for part in path[:-1]:
+        data = data[part]
+    data[path[-1]] = value
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_copy(v) for v in value]
+    return value
+
+
+def plain_bytes(field: PiiField, value: Any) -> bytes:
+    return struct.pack(">d", value) if field.plain == "double" else str(value).encode()
+
+
+def plain_value(field: PiiField, raw: bytes) -> Any:
+    return struct.unpack(">d", raw)[0] if field.plain == "double" else raw.decode()
+
+
+def key_refs(event: Event, catalogue: Catalogue | None = None) -> set[KeyRef]:
+    """The data keys needed to encrypt the event's personal fields."""
+    etype = (catalogue or load_catalogue()).types[event.type]
+    return {
+        KeyRef(event.subject_id, f.category, key_period(f.category, event.occurred_at))
+        for f in etype.pii
+        if _get(event.data, f.path[1:]) is not None
+    }
+
+
+def encode(
+    event: Event,
+    keys: Mapping[KeyRef, tuple[int, bytes]],
+    catalogue: Catalogue | None = None,
+) -> bytes:
+    """Seal personal fields with the subject's keys and write single-object Avro.
+
+    A personal field whose key is absent from ``keys`` (erased subject) is written REDACTED.
+    """
+    etype = (catalogue or load_catalogue()).types[event.type]
+    data = _copy(event.data)
+    for f in etype.pii:
+        value = _get(data, f.path[1:])
+        if value is None:
+            continue
+        ref = KeyRef(event.subject_id, f.category, key_period(f.category, event.occurred_at))
+        if ref not in keys:
+            _set(data, f.path[1:], REDACTED)
+            continue
+        version, key = keys[ref]
+        aad = associated_data(event.event_id, event.subject_id, event.type, f.dotted, version)
+        _set(data, f.path[1:], seal(key, version, plain_bytes(f, value), aad))
+    record = {
+        "envelope": {
+            "event_id": event.event_id,
+            "subject_id": event.subject_id,
+            "occurred_at": event.occurred_at,
+            "source": event.source,
+        },
+        "data": data,
+    }
+    buf = io.BytesIO()
+    buf.write(MAGIC + etype.fingerprint)
+    fastavro.schemaless_writer(buf, etype.parsed, record)
+    return buf.getvalue()
+
+
+def event_type_of(value: bytes, catalogue: Catalogue | None = None) -> EventType:
+    if len(value) > MAX_MESSAGE:
+        raise DecodeError(f"message of {len(value)} bytes exceeds {MAX_MESSAGE}")
+    if len(value) < 10 or value[:2] != MAGIC:
+        raise DecodeError("not Avro single-object encoding (bad marker)")
+    etype = (catalogue or load_catalogue()).by_fingerprint.get(value[2:10])
+    if etype is None:
+        raise DecodeError(f"unknown schema fingerprint {value[2:10].hex()}")
+    return etype
+
+
+def decode(value: bytes, catalogue: Catalogue | None = None) -> Record:
+    """Read a message into a Record (no decryption). Raises DecodeError on anything else."""
+    etype = event_type_of(value, catalogue)
+    buf = io.BytesIO(value)
+    buf.seek(10)
+    try:
+        rec = fastavro.schemaless_reader(buf, etype.parsed, etype.parsed)
+    except Exception as exc:  # fastavro raises several types on truncated input
+        raise DecodeError(f"{etype.name}: body does not decode ({type(exc).__name__})") from None
+    if buf.tell() != len(value):
+        raise DecodeError(f"{etype.name}: {len(value) - buf.tell()} trailing bytes")
+    env = rec["envelope"]
+    return Record(
+        etype.name, str(env["event_id"]), env["subject_id"], env["occurred_at"], env["source"],
+        rec["data"],
+    )
+
+
+KeyLookup = Callable[[KeyRef, int], bytes | None]
+
+
+def open_field(
+    record_type: str, event_id: str, subject_id: str, occurred_at: datetime,
+    field: PiiField, sealed: bytes, lookup: KeyLookup,
+) -> Any:
+    """Decrypt one sealed leaf; None when its key is gone or the ciphertext is not bound here."""
+    version = sealed_version(sealed)
+    if version is None:
+        return None
+    key = lookup(KeyRef(subject_id, field.category, key_period(field.category, occurred_at)), version)
+    if key is None:
+        return None
+    aad = associated_data(event_id, subject_id, record_type, field.dotted, version)
+    raw = open_sealed(key, sealed, aad)
+    return None if raw is None else plain_value(field, raw)
+
+
+def reveal(record: Record, lookup: KeyLookup, catalogue: Catalogue | None = None) -> Event:
+    """Decrypt every personal leaf it can; unreadable ones become None (absent)."""
+    etype = (catalogue or load_catalogue()).types[record.type]
+    data = _copy(record.data)
+    for f, sealed in record.sealed_fields(etype):
+        value = open_field(record.type, record.event_id, record.subject_id, record.occurred_at,
+                           f, sealed, lookup)
+        _set(data, f.path[1:], value)
+    return Event(record.event_id, record.type, record.subject_id, record.occurred_at,
+                 record.source, data)
+
+
+def lookup_from(keys: Mapping[tuple[KeyRef, int], bytes]) -> KeyLookup:
+    return lambda ref, version: keys.get((ref, version))

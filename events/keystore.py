@@ -1,0 +1,221 @@
+"""The key store: per-subject data keys in PostgreSQL, stored only wrapped by the master key.
+
+Identity and contact keys are one per subject x category (period ``""``); connection and
+location keys are one per subject x category x month (period ``"YYYY-MM"``), so that data can
+expire month by month. Destroying a key deletes its row: every ciphertext it protected, in every
+topic, table and backup, becomes unreadable. An erased subject is remembered (pseudonymous id
+only) and no key is ever created for it again. Schema: ``projections/migrations/001_keystore.sql``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from events.catalogue import MONTHLY_CATEGORIES
+from events.crypto import new_data_key, unwrap_key, wrap_key
+
+
+def key_period(category: str, occurred_at: datetime) -> str:
+    """The key period of a field: the UTC month for connection/location, else ``""``."""
+    return occurred_at.strftime("%Y-%m") if category in MONTHLY_CATEGORIES else ""
+
+
+@dataclass(frozen=True, order=True)
+class KeyRef:
+    subject_id: str
+    category: str
+    period: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.subject_id}/{self.category}/{self.period or '-'}"
+
+    def key_id(self, version: int) -> str:
+        return f"{self.label}/v{version}"
+
+
+_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(s)) FROM unnest(%s::text[]) s ORDER BY s"
+_SELECT_SQL = """
+SELECT subject_id, category, period, version, wrapped FROM keystore.data_keys
+WHERE (subject_id, category, period) IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))
+ORDER BY version
+"""
+_INSERT_SQL = """
+INSERT INTO keystore.data_keys (subject_id, category, period, version, wrapped)
+SELECT %(s)s, %(c)s, %(p)s, 1, %(w)s
+WHERE NOT EXISTS (SELECT 1 FROM keystore.erased_subjects e WHERE e.subject_id = %(s)s)
+  AND NOT EXISTS (SELECT 1 FROM tombstones.destroyed_keys t
+                  WHERE t.subject_id = %(s)s AND t.category = %(c)s AND t.period = %(p)s)
+ON CONFLICT DO NOTHING
+"""
+
+
+class KeyStore:
+    """Get-or-create keys for writing, look up keys for reading, destroy keys for erasure."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        master: bytes,
+        cache_seconds: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._conn = conn
+        self._master = master
+        self._ttl = cache_seconds
+        self._now = monotonic
+        self._cache: dict[KeyRef, tuple[float, int, bytes]] = {}
+
+    @classmethod
+    def connect(cls, database_url: str, master: bytes, cache_seconds: float = 0.0) -> KeyStore:
+        return cls(psycopg.connect(database_url, autocommit=True), master, cache_seconds)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _cached(self, ref: KeyRef) -> tuple[int, bytes] | None:
+        hit = self._cache.get(ref)
+        if hit and self._now() - hit[0] < self._ttl:
+            return hit[1], hit[2]
+        return None
+
+    def _fetch(self, refs: list[KeyRef]) -> dict[KeyRef, dict[int, bytes]]:
+        out: dict[KeyRef, dict[int, bytes]] = {}
+        if not refs:
+            return out
+        rows = self._conn.execute(
+            _SELECT_SQL,
+            ([r.subject_id for r in refs], [r.category for r in refs], [r.period for r in refs]),
+        ).fetchall()
+        for subject, category, period, version, wrapped in rows:
+            ref = KeyRef(subject, category, period)
+            out.setdefault(ref, {})[version] = unwrap_key(
+                self._master, ref.key_id(version), bytes(wrapped)
+            )
+        return out
+
+    def keys_for_writing(self, refs: Iterable[KeyRef]) -> dict[KeyRef, tuple[int, bytes]]:
+        """The newest key of each ref, created where missing; erased subjects get none."""
+        found: dict[KeyRef, tuple[int, bytes]] = {}
+        missing = []
+        for ref in set(refs):
+            hit = self._cached(ref)
+            if hit:
+                found[ref] = hit
+            else:
+                missing.append(ref)
+        if missing:
+            missing.sort()
+            with self._conn.transaction():
+                self._conn.execute(_LOCK_SQL, (sorted({r.subject_id for r in missing}),))
+                existing = self._fetch(missing)
+                to_create = [r for r in missing if r not in existing]
+                if to_create:
+                    with self._conn.cursor() as cur:
+                        cur.executemany(
+                            _INSERT_SQL,
+                            [
+                                {"s": r.subject_id, "c": r.category, "p": r.period,
+                                 "w": wrap_key(self._master, r.key_id(1), new_data_key())}
+                                for r in to_create
+                            ],
+                        )
+                    existing.update(self._fetch(to_create))
+            stamp = self._now()
+            for ref, versions in existing.items():
+                version = max(versions)
+                found[ref] = (version, versions[version])
+                self._cache[ref] = (stamp, version, versions[version])
+        return found
+
+    def keys_for_reading(self, refs: Iterable[KeyRef]) -> dict[tuple[KeyRef, int], bytes]:
+        """Every existing version of the given refs; destroyed keys are simply absent."""
+        fetched = self._fetch(sorted(set(refs)))
+        return {(ref, v): key for ref, versions in fetched.items() for v, key in versions.items()}
+
+    def is_erased(self, subject_id: str) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM keystore.erased_subjects WHERE subject_id = %s", (subject_id,)
+        ).fetchone()
+        return row is not None
+
+    def forget_cache(self, subject_id: str | None = None) -> None:
+        for ref in [r for r in self._cache if subject_id is None or r.subject_id == subject_id]:
+            del self._cache[ref]
+
+    def key_refs(self, subject_id: str) -> list[KeyRef]:
+        """Every key the subject still has."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT category, period FROM keystore.data_keys WHERE subject_id = %s",
+            (subject_id,),
+        ).fetchall()
+        return sorted(KeyRef(subject_id, c, p) for c, p in rows)
+
+    def mark_erased(self, subject_id: str, at: datetime) -> None:
+        """Remember that the subject was erased: no key will ever be created for it again."""
+        with self._conn.transaction():
+            self._conn.execute(_LOCK_SQL, ([subject_id],))
+            self._conn.execute(
+                "INSERT INTO keystore.erased_subjects (subject_id, erased_at) VALUES (%s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (subject_id, at),
+            )
+            self._conn.execute(
+                "INSERT INTO tombstones.erased_subjects (subject_id, erased_at) VALUES (%s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (subject_id, at),
+            )
+        self.forget_cache(subject_id)
+
+    def destroy(self, refs: Iterable[KeyRef], at: datetime, reason: str) -> list[KeyRef]:
+        """Delete the keys (every version) and record their ids in the tombstone list.
+
+        Returns the refs that existed and are now gone. The tombstones live in their own
+        schema so that a restored key-store backup can be scrubbed again (see `reapply_tombstones`).
+        """
+        refs = sorted(set(refs))
+        if not refs:
+            return []
+        args = ([r.subject_id for r in refs], [r.category for r in refs], [r.period for r in refs])
+        with self._conn.transaction():
+            self._conn.execute(_LOCK_SQL, (sorted({r.subject_id for r in refs}),))
+            rows = self._conn.execute(
+                "DELETE FROM keystore.data_keys WHERE (subject_id, category, period) IN"
+                " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))"
+                " RETURNING subject_id, category, period",
+                args,
+            ).fetchall()
+            self._conn.execute(
+                "INSERT INTO tombstones.destroyed_keys (subject_id, category, period,"
+                " destroyed_at, reason) SELECT s, c, p, %s, %s"
+                " FROM unnest(%s::text[], %s::text[], %s::text[]) AS t(s, c, p)"
+                " ON CONFLICT DO NOTHING",
+                (at, reason, *args),
+            )
+        for r in refs:
+            self._cache.pop(r, None)
+        return sorted({KeyRef(*row) for row in rows})
+
+    def reapply_tombstones(self) -> int:
+        """Delete every key whose id is in the tombstone list (after a key-store restore)."""
+        with self._conn.transaction():
+            n = self._conn.execute(
+                "DELETE FROM keystore.data_keys k USING tombstones.destroyed_keys t"
+                " WHERE k.subject_id = t.subject_id AND k.category = t.category"
+                " AND k.period = t.period"
+            ).rowcount
+            self._conn.execute(
+                "DELETE FROM keystore.data_keys k USING tombstones.erased_subjects e"
+                " WHERE k.subject_id = e.subject_id"
+            )
+            self._conn.execute(
+                "INSERT INTO keystore.erased_subjects SELECT * FROM tombstones.erased_subjects"
+                " ON CONFLICT DO NOTHING"
+            )
+        self._cache.clear()
+        return n

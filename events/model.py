@@ -1,0 +1,76 @@
+"""Event values: frozen, timezone-aware, named in the past tense (the type names of the schemas)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    if isinstance(value, datetime):
+        return format_instant(value)
+    return value
+
+
+def format_instant(at: datetime) -> str:
+    """RFC 3339 in UTC with microseconds only when there are some."""
+    at = at.astimezone(UTC)
+    spec = "microseconds" if at.microsecond else "seconds"
+    return at.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One fact about one data subject. ``data`` holds plain values (before encryption)."""
+
+    event_id: str
+    type: str
+    subject_id: str
+    occurred_at: datetime
+    source: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.occurred_at.tzinfo is None:
+            raise ValueError("occurred_at must be timezone-aware")
+        object.__setattr__(self, "occurred_at", self.occurred_at.astimezone(UTC))
+        object.__setattr__(self, "data", _freeze(self.data))
+
+    def to_json(self) -> dict[str, Any]:
+        """The canonical JSON form of domain.md."""
+        return {
+            "event_id": self.event_id,
+            "type": self.type,
+            "subject_id": self.subject_id,
+            "occurred_at": format_instant(self.occurred_at),
+            "source": self.source,
+            "data": _thaw(self.data),
+        }
+
+
+def new_event(
+    type: str,
+    subject_id: str,
+    data: Mapping[str, Any],
+    occurred_at: datetime,
+    source: str,
+    event_id: str | None = None,
+) -> Event:
+    """An event with a fresh UUID (or the given one)."""
+    return Event(event_id or str(uuid.uuid4()), type, subject_id, occurred_at, source, data)

@@ -1,0 +1,127 @@
+"""The publisher API that website services call: validate, encrypt, encode, produce.
+
+kafka-python with ``acks="all"`` and idempotence; the subject id is the Kafka key (all events
+of a subject stay ordered); headers carry only the event type and the schema fingerprint.
+A rejected event publishes nothing and says which field and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from events.catalogue import Catalogue, load_catalogue, topic_name
+from events.codec import MAX_MESSAGE, encode, key_refs
+from events.keystore import KeyStore
+from events.model import Event
+from events.validation import InvalidEvent, parse_event
+
+log = structlog.get_logger("registre.publisher")
+
+TYPE_HEADER = "registre-type"
+SCHEMA_HEADER = "registre-schema"
+
+
+class PublishError(Exception):
+    """The broker did not acknowledge: nothing can be said to be published."""
+
+
+@dataclass
+class PublishReport:
+    published: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (index, "field: reason")
+
+
+def headers_for(event_type: str, catalogue: Catalogue) -> list[tuple[str, bytes]]:
+    fp = catalogue.types[event_type].fingerprint
+    return [(TYPE_HEADER, event_type.encode()), (SCHEMA_HEADER, fp.hex().encode())]
+
+
+class Publisher:
+    """Publish events to the ledger topic. Use as a context manager: close() flushes."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        keystore: KeyStore,
+        catalogue: Catalogue | None = None,
+        topic: str | None = None,
+        allow_registre: bool = False,
+        producer: KafkaProducer | None = None,
+        owns_keystore: bool = False,
+    ) -> None:
+        self._owns_keystore = owns_keystore
+        self.catalogue = catalogue or load_catalogue()
+        self.keystore = keystore
+        self.topic = topic or topic_name("ledger")
+        self.allow_registre = allow_registre
+        self._producer = producer or KafkaProducer(
+            bootstrap_servers=bootstrap,
+            client_id="registre-publisher",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_block_ms=10_000,
+            request_timeout_ms=15_000,
+            max_request_size=2 * MAX_MESSAGE,
+        )
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._producer.flush()
+        self._producer.close()
+        if self._owns_keystore:
+            self.keystore.close()
+
+    def _validate(self, item: Event | Mapping[str, Any]) -> Event:
+        if isinstance(item, Event):
+            return parse_event(item.to_json(), self.catalogue, self.allow_registre)
+        return parse_event(item, self.catalogue, self.allow_registre)
+
+    def publish(self, event: Event | Mapping[str, Any]) -> Event:
+        """Publish one event and wait for the broker's acknowledgement."""
+        report = self.publish_many([event])
+        if report.rejected:
+            raise InvalidEvent(*report.rejected[0][1].split(": ", 1))
+        return self._last
+
+    def publish_many(self, items: Iterable[Event | Mapping[str, Any]]) -> PublishReport:
+        """Validate all, publish the valid ones, wait for every acknowledgement."""
+        report = PublishReport()
+        valid: list[Event] = []
+        for index, item in enumerate(items):
+            try:
+                valid.append(self._validate(item))
+            except InvalidEvent as exc:
+                report.rejected.append((index, str(exc)))
+        if not valid:
+            return report
+        refs = set().union(*(key_refs(e, self.catalogue) for e in valid))
+        keys = self.keystore.keys_for_writing(refs)
+        futures = []
+        try:
+            for event in valid:
+                value = encode(event, keys, self.catalogue)
+                futures.append(self._producer.send(
+                    self.topic, key=event.subject_id.encode(), value=value,
+                    headers=headers_for(event.type, self.catalogue),
+                ))
+            self._producer.flush()
+            for fut in futures:
+                fut.get(timeout=30)
+        except KafkaError as exc:
+            raise PublishError(f"broker did not acknowledge: {type(exc).__name__}") from None
+        report.published = len(valid)
+        self._last = valid[-1]
+        log.info("published", events=len(valid), rejected=len(report.rejected))
+        return report

@@ -1,0 +1,81 @@
+"""Configuration from the environment, and where a running registre can be found.
+
+REGISTRE_HOME (default ./.registre) holds the embedded runtime and `runtime.json`, written by
+`registre run` so that other commands find the broker and the database it started.
+REGISTRE_KAFKA / REGISTRE_DATABASE_URL point at external services instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class NotRunning(Exception):
+    """No broker or database can be found for this REGISTRE_HOME."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    kafka: str | None
+    database_url: str | None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("REGISTRE_HOME") or ".registre").absolute()
+        return cls(home, env.get("REGISTRE_KAFKA") or None,
+                   env.get("REGISTRE_DATABASE_URL") or None, env)
+
+    @property
+    def embedded(self) -> bool:
+        """True when at least one of broker and database is the embedded default."""
+        return self.kafka is None or self.database_url is None
+
+    @property
+    def runtime_file(self) -> Path:
+        return self.home / "runtime.json"
+
+    def runtime(self) -> dict[str, Any]:
+        """What `registre run` recorded, or {} when nothing was recorded."""
+        try:
+            return json.loads(self.runtime_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def endpoints(self) -> tuple[str, str]:
+        """(kafka bootstrap, database url): from the environment or the running runtime."""
+        info = self.runtime() if self.embedded else {}
+        if self.embedded and not _alive(info.get("pid")):
+            raise NotRunning(
+                f"nothing runs in {self.home}: start `registre run` (or set REGISTRE_KAFKA "
+                "and REGISTRE_DATABASE_URL)"
+            )
+        kafka = self.kafka or info.get("kafka")
+        database_url = self.database_url or info.get("database_url")
+        if not kafka or not database_url:
+            raise NotRunning(f"{self.runtime_file} does not name a broker and a database")
+        return kafka, database_url
+
+    @property
+    def policy_file(self) -> Path | None:
+        value = self.env.get("REGISTRE_POLICY_FILE")
+        return Path(value) if value else None
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,52 @@
+"""`registre info`: where the broker, the database and the processors are."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from kafka.admin import KafkaAdminClient
+
+from registre.config import Settings
+from registre.errors import UserError
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    kafka, database_url = settings.endpoints()
+    runtime = settings.runtime()
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=kafka, request_timeout_ms=5000,
+                                 client_id="registre-info")
+        topics = sorted(t for t in admin.list_topics() if not t.startswith("__"))
+        admin.close()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not running"
+        raise UserError(f"broker {kafka} does not answer ({type(exc).__name__})") from None
+    try:
+        with psycopg.connect(database_url, connect_timeout=5) as conn:
+            processors = _processors(conn)
+    except psycopg.OperationalError:
+        raise UserError("database does not answer") from None
+    return {
+        "home": str(settings.home),
+        "kafka": kafka,
+        "database_url": database_url,
+        "analyst_database_url": runtime.get("analyst_database_url"),
+        "topics": topics,
+        "processors": processors,
+    }
+
+
+def _processors(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    exists = conn.execute("SELECT to_regclass('projections.processors')").fetchone()[0]
+    if not exists:
+        return []
+    rows = conn.execute(
+        "SELECT worker_id, pid, host, started_at, heartbeat_at,"
+        " heartbeat_at > now() - interval '30 seconds' FROM projections.processors"
+        " ORDER BY worker_id"
+    ).fetchall()
+    return [
+        {"worker_id": w, "pid": pid, "host": host, "started_at": s.isoformat(),
+         "heartbeat_at": h.isoformat(), "alive": alive}
+        for w, pid, host, s, h, alive in rows
+    ]
