@@ -168,7 +168,8 @@ def open_field(
     version = sealed_version(sealed)
     if version is None:
         return None
-    key = lookup(KeyRef(subject_id, field.category, key_period(field.category, occurred_at)), version)
+    ref = KeyRef(subject_id, field.category, key_period(field.category, occurred_at))
+    key = lookup(ref, version)
     if key is None:
         return None
     aad = associated_data(event_id, subject_id, record_type, field.dotted, version)
