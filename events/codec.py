@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import struct
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -71,6 +72,15 @@ def _copy(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_copy(v) for v in value]
     return value
+
+
+def _uuids_as_str(value: Any) -> Any:
+    """fastavro reads uuid-typed strings as uuid.UUID; the JSON form keeps them as strings."""
+    if isinstance(value, Mapping):
+        return {k: _uuids_as_str(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_uuids_as_str(v) for v in value]
+    return str(value) if isinstance(value, uuid.UUID) else value
 
 
 def plain_bytes(field: PiiField, value: Any) -> bytes:
@@ -153,7 +163,7 @@ def decode(value: bytes, catalogue: Catalogue | None = None) -> Record:
     env = rec["envelope"]
     return Record(
         etype.name, str(env["event_id"]), env["subject_id"], env["occurred_at"], env["source"],
-        rec["data"],
+        _uuids_as_str(rec["data"]),
     )
 
 

@@ -78,6 +78,12 @@ class KeyStore:
     def close(self) -> None:
         self._conn.close()
 
+    def __enter__(self) -> KeyStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _cached(self, ref: KeyRef) -> tuple[int, bytes] | None:
         hit = self._cache.get(ref)
         if hit and self._now() - hit[0] < self._ttl:

@@ -9,7 +9,7 @@ import ipaddress
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pycountry
@@ -43,7 +43,29 @@ def parse_instant(value: Any, field: str) -> datetime:
         raise InvalidEvent(field, f"not an RFC 3339 instant: {value[:40]!r}") from None
     if at.tzinfo is None:
         raise InvalidEvent(field, "instant has no UTC offset (add Z or +01:00)")
+    try:
+        at.astimezone(UTC)
+    except OverflowError:
+        raise InvalidEvent(field, "instant out of range once in UTC") from None
     return at
+
+
+def _text(value: Any, field: str) -> str:
+    """A non-empty string that UTF-8 can encode (no lone surrogate from a JSON \\ud800)."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidEvent(field, "expected a non-empty string")
+    if len(value) > MAX_STRING:
+        raise InvalidEvent(field, f"longer than {MAX_STRING} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidEvent(field, "not valid Unicode (lone surrogate)") from None
+    return value
+
+
+def _name(key: str) -> str:
+    """A field name fit for a one-line message, even when it holds a lone surrogate."""
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _check_format(fmt: str, value: str, field: str) -> None:
@@ -86,10 +108,7 @@ def _check_pii(spec: dict[str, Any], value: Any, field: str) -> Any:
         if not low <= value <= high:
             raise InvalidEvent(field, f"must be between {low} and {high}")
         return float(value)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidEvent(field, "expected a non-empty string")
-    if len(value) > MAX_STRING:
-        raise InvalidEvent(field, f"longer than {MAX_STRING} characters")
+    _text(value, field)
     if "symbols" in spec and value not in spec["symbols"]:
         raise InvalidEvent(field, f"expected one of {', '.join(spec['symbols'])}")
     if "format" in spec:
@@ -103,6 +122,9 @@ def _check(schema: Any, spec: dict[str, Any], value: Any, field: str) -> Any:
         if value is None:
             return None
         return _check(next(s for s in schema if s != "null"), spec, value, field)
+    if isinstance(schema, str) and schema in load_catalogue().named_types:
+        # a named type used a second time is a reference (the first use was inlined)
+        schema = load_catalogue().named_types[schema]
     if value is None:
         raise InvalidEvent(field, "is required")
     if "pii" in spec:
@@ -117,10 +139,7 @@ def _check(schema: Any, spec: dict[str, Any], value: Any, field: str) -> Any:
     if logical == "timestamp-micros":
         return parse_instant(value, field)
     if kind == "string":
-        if not isinstance(value, str) or not value.strip():
-            raise InvalidEvent(field, "expected a non-empty string")
-        if len(value) > MAX_STRING:
-            raise InvalidEvent(field, f"longer than {MAX_STRING} characters")
+        _text(value, field)
         if "format" in spec:
             _check_format(spec["format"], value, field)
         return value
@@ -154,7 +173,7 @@ def _check_record(schema: dict[str, Any], value: Any, field: str) -> dict[str, A
     names = {f["name"] for f in schema["fields"]}
     for key in value:
         if key not in names:
-            raise InvalidEvent(f"{field}.{key}", "unknown field")
+            raise InvalidEvent(f"{field}.{_name(key)}", "unknown field")
     out = {}
     for f in schema["fields"]:
         out[f["name"]] = _check(f["type"], f, value.get(f["name"]), f"{field}.{f['name']}")
@@ -170,7 +189,7 @@ def parse_event(
         raise InvalidEvent("event", "expected a JSON object")
     for key in obj:
         if key not in _ENVELOPE:
-            raise InvalidEvent(key, "unknown field")
+            raise InvalidEvent(_name(str(key)), "unknown field")
     for key in _ENVELOPE:
         if obj.get(key) is None:
             raise InvalidEvent(key, "is required")

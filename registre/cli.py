@@ -12,6 +12,7 @@ from typing import Any
 from registre.config import Settings
 from registre.errors import UserError, user_errors
 from registre.logs import configure
+from registre.text import render_text
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 _COMMANDS: dict[str, Handler] = {}
@@ -27,10 +28,10 @@ def command(name: str) -> Callable[[Handler], Handler]:
 
 def emit(answer: Any, as_json: bool, text: Callable[[Any], str] | None = None) -> None:
     """Print one JSON document, or the human-readable text of it."""
-    if as_json or text is None:
-        print(json.dumps(answer, indent=None if as_json else 2, ensure_ascii=False, default=str))
+    if as_json:
+        print(json.dumps(answer, ensure_ascii=False, default=str))
     else:
-        print(text(answer))
+        print((text or render_text)(answer))
 
 
 def build_parser() -> argparse.ArgumentParser:

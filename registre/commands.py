@@ -43,6 +43,10 @@ def publish(args: argparse.Namespace, settings: Settings) -> int:
         rejected += [{"line": good[i].number, "error": err} for i, err in report.rejected]
     rejected.sort(key=lambda r: r["line"])
     emit({"published": published, "rejected": rejected}, as_json=True)
+    if rejected:
+        first = rejected[0]
+        print(f"registre publish: {len(rejected)} line(s) rejected (first: line {first['line']}: "
+              f"{first['error']})", file=sys.stderr)
     return 1 if rejected else 0
 
 
@@ -52,3 +56,61 @@ def info(args: argparse.Namespace, settings: Settings) -> int:
 
     emit(describe(settings), as_json=True)
     return 0
+
+
+@command("wait")
+def wait(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from projections.positions import lag
+
+    kafka, database_url = settings.endpoints()
+    deadline = time.monotonic() + args.timeout
+    while True:
+        behind = {p: n for p, n in lag(kafka, database_url).items() if n > 0}
+        if not behind:
+            return 0
+        if time.monotonic() > deadline:
+            raise UserError(f"timed out after {args.timeout:g}s: {sum(behind.values())} "
+                            "record(s) not applied yet (are the processors running?)")
+        time.sleep(0.1)
+
+
+@command("view")
+def view(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    import psycopg
+
+    from projections.queries import customer_view
+    from registre.views import render
+
+    _, database_url = settings.endpoints()
+    with psycopg.connect(database_url) as conn:
+        doc = customer_view(conn, args.subject)
+    if doc is None:
+        raise UserError(f"{args.subject}: no such subject in the customer view")
+    with app.open_keystore(settings) as keystore:
+        answer = render(doc, keystore, datetime.now(UTC))
+    if not args.json:
+        for k in ("consent_details", "counts", "created_at", "deleted_at", "erased_at"):
+            answer.pop(k, None)
+    emit(answer, as_json=args.json)
+    return 0
+
+
+@command("rebuild")
+def rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from registre.rebuild import rebuild as run_rebuild
+
+    kafka, database_url = settings.endpoints()
+    n = run_rebuild(kafka, database_url, progress=sys.stderr.isatty())
+    emit({"rebuilt": True, "records": n}, as_json=True)
+    return 0
+
+
+@command("demo")
+def demo(args: argparse.Namespace, settings: Settings) -> int:
+    from registre.demo import run_demo
+
+    return run_demo(settings)

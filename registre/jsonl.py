@@ -32,3 +32,7 @@ def read_lines(stream: BinaryIO) -> Iterator[Line]:
             yield Line(number, error="not UTF-8")
         except json.JSONDecodeError as exc:
             yield Line(number, error=f"not JSON ({exc.msg} at column {exc.colno})")
+        except ValueError:  # e.g. an integer of more than 4300 digits
+            yield Line(number, error="not JSON (a number is too long)")
+        except RecursionError:
+            yield Line(number, error="not JSON (nested too deeply)")

@@ -1,0 +1,25 @@
+"""`python -m processors`: start one processor worker (what `registre run` spawns)."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+def main() -> int:
+    import faust
+
+    from processors.agents import build
+    from registre.logs import configure
+
+    configure("info")
+    app = build()
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

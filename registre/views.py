@@ -1,0 +1,97 @@
+"""Rendering a customer view for a reader: decrypt personal fields through the key store.
+
+Personal fields are shown only while the account is active; a destroyed key simply leaves
+its fields out (they read as null). The compliance path (`include_retained`) may read what
+is retained after deletion; the caller records that read.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from events.catalogue import Catalogue, PiiField, load_catalogue
+from events.codec import lookup_from, open_field
+from events.keystore import KeyRef, KeyStore, key_period
+from processors.fold import PERSONAL_GROUPS
+
+
+def _field(catalogue: Catalogue, event_type: str, dotted: str) -> PiiField:
+    for f in catalogue.types[event_type].pii:
+        if f.dotted == dotted:
+            return f
+    raise KeyError(f"{event_type}.{dotted}")
+
+
+def decrypt_refs(subject_id: str, refs: dict[str, dict[str, Any]], keystore: KeyStore,
+                 catalogue: Catalogue | None = None) -> dict[str, Any]:
+    """{path: sealed ref} -> {path: plain value or None}, with one key-store query."""
+    catalogue = catalogue or load_catalogue()
+    if not refs:
+        return {}
+    wanted = {KeyRef(subject_id, r["c"], key_period(r["c"], datetime.fromisoformat(r["at"])))
+              for r in refs.values()}
+    lookup = lookup_from(keystore.keys_for_reading(wanted))
+    out = {}
+    for path, r in refs.items():
+        field = _field(catalogue, r["t"], r["p"])
+        out[path] = open_field(r["t"], r["e"], subject_id, datetime.fromisoformat(r["at"]),
+                               field, base64.b64decode(r["v"]), lookup)
+    return out
+
+
+def _nest(flat: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in names:
+        sub = {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(name + ".")}
+        out[name] = sub or flat.get(name)
+    return out
+
+
+def consent_status(entry: dict[str, Any], now: datetime) -> str:
+    expires = entry.get("expires_at")
+    if entry["status"] in ("granted", "refused") and expires and \
+            now >= datetime.fromisoformat(expires):
+        return "expired"
+    return entry["status"]
+
+
+def render(doc: dict[str, Any], keystore: KeyStore, now: datetime,
+           include_retained: bool = False) -> dict[str, Any]:
+    """The view of cli.md: subject_id, status, identity, contact, last_connection, consents,
+    authorisations (plus consent details, holds and counts)."""
+    subject = doc["subject_id"]
+    readable = doc["status"] == "active" or include_retained
+    conn = doc.get("last_connection")
+    refs = dict(doc["personal"]) if readable else {}
+    if conn and doc["status"] == "active":
+        refs.update({"conn." + k: v for k, v in conn["fields"].items()})
+    plain = decrypt_refs(subject, refs, keystore)
+    personal = {k: v for k, v in plain.items() if not k.startswith("conn.")}
+    identity = _nest(personal, PERSONAL_GROUPS["identity"]) if readable and personal else None
+    contact = _nest(personal, PERSONAL_GROUPS["contact"]) if readable and personal else None
+    last_connection = None
+    if conn:
+        cfields = {k[5:]: v for k, v in plain.items() if k.startswith("conn.")}
+        last_connection = {"at": conn["at"], "event_id": conn["event_id"],
+                           **_nest(cfields, ("ip", "location", "user_agent", "cookie_id"))}
+    return {
+        "subject_id": subject,
+        "status": doc["status"],
+        "identity": identity,
+        "contact": contact,
+        "last_connection": last_connection,
+        "consents": {p: consent_status(c, now) for p, c in sorted(doc["consents"].items())},
+        "authorisations": [
+            {"recipient": r, **{k: a[k] for k in ("categories", "purpose", "since")}}
+            for r, a in sorted(doc["authorisations"].items())
+        ],
+        "consent_details": doc["consents"],
+        "holds": sorted(doc["holds"]),
+        "documents": len(doc["documents"]),
+        "counts": doc["counts"],
+        "created_at": doc["created_at"],
+        "deleted_at": doc["deleted_at"],
+        "erased_at": doc["erased_at"],
+    }
