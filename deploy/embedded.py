@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import structlog
 
 from deploy.runtime import EmbeddedBroker, EmbeddedPostgres
 from deploy.topics import ensure_topics
+from events.keystore import reapply_tombstones
 from projections.migrate import migrate
 from registre.config import Settings, _alive
 
@@ -57,6 +59,10 @@ class Runtime:
             applied = migrate(self.database_url)
             if applied:
                 log.info("migrations applied", names=applied)
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                again = reapply_tombstones(conn)  # a restored key store stays scrubbed
+            if again:
+                log.warning("destroyed keys found again and destroyed", keys=again)
         except BaseException:
             self.stop()
             raise

@@ -39,7 +39,25 @@ class KeyRef:
         return f"{self.label}/v{version}"
 
 
-_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(s)) FROM unnest(%s::text[]) s ORDER BY s"
+LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(s)) FROM unnest(%s::text[]) s ORDER BY s"
+# Statements shared with the processors, which run them inside their batch transaction.
+KEY_REFS_SQL = "SELECT DISTINCT category, period FROM keystore.data_keys WHERE subject_id = %s"
+DESTROY_SQL = """
+DELETE FROM keystore.data_keys WHERE (subject_id, category, period) IN
+    (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))
+RETURNING subject_id, category, period
+"""
+TOMBSTONE_SQL = """
+INSERT INTO tombstones.destroyed_keys (subject_id, category, period, destroyed_at, reason)
+SELECT s, c, p, %s, %s FROM unnest(%s::text[], %s::text[], %s::text[]) AS t(s, c, p)
+ON CONFLICT DO NOTHING
+"""
+MARK_ERASED_SQL = (
+    "INSERT INTO keystore.erased_subjects (subject_id, erased_at) VALUES (%s, %s)"
+    " ON CONFLICT DO NOTHING",
+    "INSERT INTO tombstones.erased_subjects (subject_id, erased_at) VALUES (%s, %s)"
+    " ON CONFLICT DO NOTHING",
+)
 _SELECT_SQL = """
 SELECT subject_id, category, period, version, wrapped FROM keystore.data_keys
 WHERE (subject_id, category, period) IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))
@@ -118,7 +136,7 @@ class KeyStore:
         if missing:
             missing.sort()
             with self._conn.transaction():
-                self._conn.execute(_LOCK_SQL, (sorted({r.subject_id for r in missing}),))
+                self._conn.execute(LOCK_SQL, (sorted({r.subject_id for r in missing}),))
                 existing = self._fetch(missing)
                 to_create = [r for r in missing if r not in existing]
                 if to_create:
@@ -156,26 +174,15 @@ class KeyStore:
 
     def key_refs(self, subject_id: str) -> list[KeyRef]:
         """Every key the subject still has."""
-        rows = self._conn.execute(
-            "SELECT DISTINCT category, period FROM keystore.data_keys WHERE subject_id = %s",
-            (subject_id,),
-        ).fetchall()
+        rows = self._conn.execute(KEY_REFS_SQL, (subject_id,)).fetchall()
         return sorted(KeyRef(subject_id, c, p) for c, p in rows)
 
     def mark_erased(self, subject_id: str, at: datetime) -> None:
         """Remember that the subject was erased: no key will ever be created for it again."""
         with self._conn.transaction():
-            self._conn.execute(_LOCK_SQL, ([subject_id],))
-            self._conn.execute(
-                "INSERT INTO keystore.erased_subjects (subject_id, erased_at) VALUES (%s, %s)"
-                " ON CONFLICT DO NOTHING",
-                (subject_id, at),
-            )
-            self._conn.execute(
-                "INSERT INTO tombstones.erased_subjects (subject_id, erased_at) VALUES (%s, %s)"
-                " ON CONFLICT DO NOTHING",
-                (subject_id, at),
-            )
+            self._conn.execute(LOCK_SQL, ([subject_id],))
+            for sql in MARK_ERASED_SQL:
+                self._conn.execute(sql, (subject_id, at))
         self.forget_cache(subject_id)
 
     def destroy(self, refs: Iterable[KeyRef], at: datetime, reason: str) -> list[KeyRef]:
@@ -189,39 +196,55 @@ class KeyStore:
             return []
         args = ([r.subject_id for r in refs], [r.category for r in refs], [r.period for r in refs])
         with self._conn.transaction():
-            self._conn.execute(_LOCK_SQL, (sorted({r.subject_id for r in refs}),))
-            rows = self._conn.execute(
-                "DELETE FROM keystore.data_keys WHERE (subject_id, category, period) IN"
-                " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))"
-                " RETURNING subject_id, category, period",
-                args,
-            ).fetchall()
-            self._conn.execute(
-                "INSERT INTO tombstones.destroyed_keys (subject_id, category, period,"
-                " destroyed_at, reason) SELECT s, c, p, %s, %s"
-                " FROM unnest(%s::text[], %s::text[], %s::text[]) AS t(s, c, p)"
-                " ON CONFLICT DO NOTHING",
-                (at, reason, *args),
-            )
+            self._conn.execute(LOCK_SQL, (sorted({r.subject_id for r in refs}),))
+            rows = self._conn.execute(DESTROY_SQL, args).fetchall()
+            self._conn.execute(TOMBSTONE_SQL, (at, reason, *args))
         for r in refs:
             self._cache.pop(r, None)
         return sorted({KeyRef(*row) for row in rows})
 
     def reapply_tombstones(self) -> int:
         """Delete every key whose id is in the tombstone list (after a key-store restore)."""
-        with self._conn.transaction():
-            n = self._conn.execute(
-                "DELETE FROM keystore.data_keys k USING tombstones.destroyed_keys t"
-                " WHERE k.subject_id = t.subject_id AND k.category = t.category"
-                " AND k.period = t.period"
-            ).rowcount
-            self._conn.execute(
-                "DELETE FROM keystore.data_keys k USING tombstones.erased_subjects e"
-                " WHERE k.subject_id = e.subject_id"
-            )
-            self._conn.execute(
-                "INSERT INTO keystore.erased_subjects SELECT * FROM tombstones.erased_subjects"
-                " ON CONFLICT DO NOTHING"
-            )
+        n = reapply_tombstones(self._conn)
         self._cache.clear()
         return n
+
+    def restore(self, rows: Iterable[tuple[str, str, str, int, bytes]]) -> tuple[int, int]:
+        """Load wrapped keys from a backup, then re-apply the tombstones.
+
+        Returns (rows restored, keys destroyed again). A key destroyed after the backup was
+        taken never comes back.
+        """
+        with self._conn.transaction():
+            with self._conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO keystore.data_keys (subject_id, category, period, version,"
+                    " wrapped) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", list(rows))
+                restored = cur.rowcount
+            again = reapply_tombstones(self._conn)
+        self._cache.clear()
+        return restored, again
+
+    def backup(self) -> Iterable[tuple[str, str, str, int, bytes]]:
+        """Every wrapped key (useless without the master key), for `registre keys backup`."""
+        return self._conn.execute(
+            "SELECT subject_id, category, period, version, wrapped FROM keystore.data_keys"
+            " ORDER BY subject_id, category, period, version").fetchall()
+
+
+def reapply_tombstones(conn: psycopg.Connection) -> int:
+    """Destroy again every key listed in the tombstones; remember erased subjects again.
+
+    Run when the key store is restored and whenever registre starts.
+    """
+    with conn.transaction():
+        n = conn.execute(
+            "DELETE FROM keystore.data_keys k USING tombstones.destroyed_keys t"
+            " WHERE k.subject_id = t.subject_id AND k.category = t.category"
+            " AND k.period = t.period"
+        ).rowcount
+        conn.execute(
+            "INSERT INTO keystore.erased_subjects SELECT * FROM tombstones.erased_subjects"
+            " ON CONFLICT DO NOTHING"
+        )
+    return n

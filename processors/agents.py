@@ -3,12 +3,22 @@ batches to the service layer and report dead letters."""
 
 from __future__ import annotations
 
+import asyncio
+
 import faust
+import psycopg
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from processors.app import WorkerConfig, create_app, deadletter_topic, ledger_topic
+from processors.integrity import chain_form
+from processors.policy import policy_from_env
 from processors.service import LedgerService
-from projections.writer import Incoming
+from projections import outbox
+from projections.erasure_store import enforce_hook, sweep
+from projections.hooks import projection_hooks
+from projections.integrity_store import achain_batch, aload_or_create_signing_key
+from projections.writer import Incoming, Outcome
 
 log = structlog.get_logger("registre.processors")
 
@@ -37,16 +47,57 @@ def build(config: WorkerConfig | None = None) -> faust.App:
     app = create_app(config)
     ledger = ledger_topic(app)
     deadletters = deadletter_topic(app)
-    service = LedgerService(config.database_url, config.worker_id)
+    policy = policy_from_env(config.env)
+    clock = config.clock
+    signing: dict[str, Ed25519PrivateKey] = {}
+
+    async def chain_records(cur: psycopg.AsyncCursor, out: Outcome) -> None:
+        """Tamper evidence: chain every new record and sign a checkpoint, in the batch."""
+        await achain_batch(cur, [chain_form(i) for i in out.items], signing["key"])
+
+    hooks = [hook for hook, _ in projection_hooks()]
+    hooks += [enforce_hook(policy, clock), chain_records]
+    service = LedgerService(config.database_url, config.worker_id, hooks)
+
+    async def ensure_signing_key() -> None:
+        if "key" not in signing:
+            conn = await service.connection("heartbeat")
+            signing["key"] = await aload_or_create_signing_key(conn, config.master_key)
+
+    async def publish_rows(rows: list[outbox.Row]) -> None:
+        pending = [await ledger.send(key=key, value=value, headers=headers)
+                   for _, _, key, value, headers in rows]
+        for fut in pending:
+            await fut  # acknowledged before the outbox row is deleted
+
+    drain_lock = asyncio.Lock()
+
+    async def drain_outbox() -> None:
+        async with drain_lock:
+            while await outbox.drain_async(await service.connection("outbox"), publish_rows):
+                pass
 
     @app.agent(ledger, concurrency=1, name="apply_ledger_events")
     async def apply_ledger_events(stream: faust.StreamT) -> None:
         async for events in stream.take_events(config.batch_size, within=config.batch_within):
+            await ensure_signing_key()
             outcome = await service.apply([incoming(e.message) for e in events])
             for item, reason, event_type in outcome.dead:
                 # The payload stays in the log (ciphertext); the dead letter says where and why.
                 await deadletters.send(key=None, value=b"",
                                        headers=dead_letter_headers(item, reason, event_type))
+            await drain_outbox()
+
+    @app.timer(interval=1.0)
+    async def publish_ledger_facts() -> None:
+        await drain_outbox()
+
+    @app.timer(interval=config.sweep_seconds)
+    async def sweep_retention() -> None:
+        events = await sweep(await service.connection("sweep"), policy, clock())
+        if events:
+            log.info("retention sweep", events=len(events))
+        await drain_outbox()
 
     @app.task
     async def register_worker() -> None:

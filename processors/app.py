@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import faust
 
 from events.catalogue import topic_name
+from events.crypto import load_master_key
 from registre.config import Settings
 
 
@@ -24,6 +27,10 @@ class WorkerConfig:
     embedded: bool  # tune the group protocol for the local broker
     batch_size: int = 500
     batch_within: float = 0.05
+    sweep_seconds: float = 3600.0
+    env: Mapping[str, str] = field(default_factory=dict)
+    master_key: bytes = b""
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     @classmethod
     def from_env(cls) -> WorkerConfig:
@@ -36,6 +43,9 @@ class WorkerConfig:
             worker_id=env.get("REGISTRE_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
             embedded=env.get("REGISTRE_EMBEDDED", "") == "1",
             batch_size=int(env.get("REGISTRE_BATCH_SIZE", "500")),
+            sweep_seconds=float(env.get("REGISTRE_SWEEP_SECONDS", "3600")),
+            env=env,
+            master_key=load_master_key(dict(env), settings.home, generate=False)[0],
         )
 
 

@@ -36,19 +36,23 @@ class LedgerService:
         self.worker_id = worker_id
         self.hooks = list(hooks)
         self.catalogue = load_catalogue()
-        self._conn: psycopg.AsyncConnection | None = None
+        self._conns: dict[str, psycopg.AsyncConnection] = {}
 
-    async def connection(self) -> psycopg.AsyncConnection:
-        if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
-        return self._conn
+    async def connection(self, role: str = "batch") -> psycopg.AsyncConnection:
+        """One connection per concurrent job (batch, outbox, sweep, heartbeat), so that the
+        transactions of agents and timers never interleave on one connection."""
+        conn = self._conns.get(role)
+        if conn is None or conn.closed:
+            conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
+            self._conns[role] = conn
+        return conn
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
+        for conn in self._conns.values():
+            await conn.close()
 
     async def heartbeat(self, starting: bool = False) -> None:
-        conn = await self.connection()
+        conn = await self.connection("heartbeat")
         now = datetime.now(UTC)
         await conn.execute(
             "INSERT INTO projections.processors (worker_id, pid, host, started_at, heartbeat_at)"
@@ -68,7 +72,7 @@ class LedgerService:
             except psycopg.OperationalError as exc:
                 log.warning("database unavailable, retrying", error=type(exc).__name__,
                             delay=delay)
-                self._conn = None
+                self._conns.pop("batch", None)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 

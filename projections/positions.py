@@ -25,3 +25,11 @@ def lag(bootstrap: str, database_url: str) -> dict[int, int]:
     with psycopg.connect(database_url) as conn:
         applied = applied_positions(conn)
     return {p: end - applied.get(p, 0) for p, end in ends.items()}
+
+
+def backlog(bootstrap: str, database_url: str) -> int:
+    """Records not applied yet plus ledger facts not published yet: 0 means settled."""
+    behind = sum(n for n in lag(bootstrap, database_url).values() if n > 0)
+    with psycopg.connect(database_url) as conn:
+        pending = conn.execute("SELECT count(*) FROM projections.outbox").fetchone()[0]
+    return behind + pending

@@ -43,6 +43,7 @@ class Outcome:
     duplicates: int = 0
     already_applied: int = 0
     views: dict[str, dict[str, Any]] = field(default_factory=dict)  # changed views, after
+    items: list[Incoming] = field(default_factory=list)  # every record not applied before
 
 
 Hook = Callable[[psycopg.AsyncCursor, Outcome], Awaitable[None]]
@@ -77,6 +78,7 @@ async def apply_batch(
         positions = await _positions(cur, consumer, topic)
         fresh = [i for i in items if i.offset >= positions.get(i.partition, 0)]
         out.already_applied = len(items) - len(fresh)
+        out.items = fresh
         if not fresh:
             return out
         decoded: list[tuple[Incoming, Record]] = []

@@ -4,7 +4,9 @@ arguments, call one service function and print its answer as text or JSON."""
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -50,11 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("view", help="the current customer view of SUBJECT")
     v.add_argument("subject")
     v.add_argument("--json", action="store_true")
+    v.add_argument("--retained", action="store_true",
+                   help="compliance read of data retained after deletion (needs --case)")
+    v.add_argument("--case", help="case reference of a compliance read")
+    v.add_argument("--reader", default=os.environ.get("REGISTRE_READER") or getpass.getuser(),
+                   help="who reads (recorded in the access log)")
     sub.add_parser("rebuild", help="rebuild every projection from the log")
 
-    from registre import commands_audit
+    from registre import commands_audit, commands_erasure
 
     commands_audit.add_parsers(sub)
+    commands_erasure.add_parsers(sub)
     return p
 
 
@@ -62,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure(args.log_level)
-    from registre import commands, commands_audit  # noqa: F401 - registers handlers
+    from registre import commands, commands_audit, commands_erasure  # noqa: F401 - handlers
 
     settings = Settings.from_env()
     with user_errors() as failed:

@@ -62,17 +62,17 @@ def info(args: argparse.Namespace, settings: Settings) -> int:
 def wait(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
-    from projections.positions import lag
+    from projections.positions import backlog
 
     kafka, database_url = settings.endpoints()
     deadline = time.monotonic() + args.timeout
     while True:
-        behind = {p: n for p, n in lag(kafka, database_url).items() if n > 0}
+        behind = backlog(kafka, database_url)
         if not behind:
             return 0
         if time.monotonic() > deadline:
-            raise UserError(f"timed out after {args.timeout:g}s: {sum(behind.values())} "
-                            "record(s) not applied yet (are the processors running?)")
+            raise UserError(f"timed out after {args.timeout:g}s: {behind} record(s) not "
+                            "applied yet (are the processors running?)")
         time.sleep(0.1)
 
 
@@ -85,6 +85,12 @@ def view(args: argparse.Namespace, settings: Settings) -> int:
     from projections.queries import customer_view
     from registre.views import render
 
+    if args.retained:
+        from registre.commands_erasure import retained_view
+
+        answer = retained_view(args, settings)
+        emit(answer, as_json=args.json)
+        return 0
     _, database_url = settings.endpoints()
     with psycopg.connect(database_url) as conn:
         doc = customer_view(conn, args.subject)

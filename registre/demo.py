@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from projections.positions import lag
+from projections.positions import backlog
 from projections.queries import customer_view
 from registre import app
 from registre.config import Settings
@@ -73,7 +73,7 @@ class Demo:
     def wait(self, timeout: float = 90.0) -> None:
         kafka, database_url = self.settings.endpoints()
         deadline = time.monotonic() + timeout
-        while any(n > 0 for n in lag(kafka, database_url).values()):
+        while backlog(kafka, database_url):
             if time.monotonic() > deadline:
                 raise UserError("the processors did not catch up in time")
             time.sleep(0.1)

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from events.log import LogReader
 from processors.fold import apply as fold
+from projections.hooks import projection_hooks
 from projections.writer import PROJECTION_LOCK, Hook, Incoming, apply_batch
 
 RESET_SQL = (
@@ -57,7 +58,13 @@ async def _rebuild(bootstrap: str, database_url: str, hooks: Sequence[Hook],
     return applied
 
 
-def rebuild(bootstrap: str, database_url: str, hooks: Sequence[Hook] = (),
-            resets: Sequence[str] = (), progress: bool = True) -> int:
-    """Replay the whole ledger into fresh projections; returns the records replayed."""
+def rebuild(bootstrap: str, database_url: str, progress: bool = True) -> int:
+    """Replay the whole ledger into fresh projections; returns the records replayed.
+
+    Side effects of the live processors (key destruction, the outbox) are not repeated:
+    what they did is already in the log, and is folded like any other event.
+    """
+    registered = projection_hooks()
+    hooks = [hook for hook, _ in registered]
+    resets = [sql for _, sqls in registered for sql in sqls]
     return asyncio.run(_rebuild(bootstrap, database_url, hooks, resets, progress))

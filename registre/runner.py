@@ -12,7 +12,7 @@ import structlog
 
 from deploy.embedded import Runtime
 from projections.archive import LogShorter, restore_if_needed
-from projections.positions import lag
+from projections.positions import backlog
 from registre import app
 from registre.config import Settings
 from registre.errors import UserError
@@ -47,14 +47,14 @@ def spawn_worker(settings: Settings, runtime: Runtime, index: int) -> subprocess
     return proc
 
 
-def drain(runtime: Runtime, workers: list[subprocess.Popen], timeout: float) -> dict[int, int]:
+def drain(runtime: Runtime, workers: list[subprocess.Popen], timeout: float) -> int:
     """Wait until the workers applied (and so archived) everything in the log."""
     deadline = time.monotonic() + timeout
-    remaining: dict[int, int] = {}
+    remaining = -1
     while time.monotonic() < deadline and any(w.poll() is None for w in workers):
-        remaining = {p: n for p, n in lag(runtime.kafka, runtime.database_url).items() if n}
+        remaining = backlog(runtime.kafka, runtime.database_url)
         if not remaining:
-            return {}
+            return 0
         time.sleep(0.2)
     return remaining
 

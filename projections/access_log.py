@@ -1,0 +1,34 @@
+"""The access log: every restricted read is recorded before the data is returned."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+
+class MissingCaseReference(ValueError):
+    """A restricted read without a case reference is refused."""
+
+
+def record_access(conn: psycopg.Connection, reader: str, subject_id: str, case_ref: str,
+                  what: str, at: datetime) -> int:
+    """Append one row (committed before the caller returns the data); returns its id."""
+    if not case_ref or not case_ref.strip():
+        raise MissingCaseReference("a case reference is required for this read (--case)")
+    with conn.transaction():
+        row = conn.execute(
+            "INSERT INTO projections.access_log (read_at, reader, subject_id, case_ref, what)"
+            " VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            (at, reader, subject_id, case_ref.strip(), what),
+        ).fetchone()
+    return row[0]
+
+
+def accesses(conn: psycopg.Connection, subject_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT read_at, reader, case_ref, what FROM projections.access_log"
+        " WHERE subject_id = %s ORDER BY id", (subject_id,)).fetchall()
+    return [{"read_at": r.isoformat(), "reader": who, "case_ref": case, "what": what}
+            for r, who, case, what in rows]

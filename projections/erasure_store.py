@@ -1,0 +1,133 @@
+"""Carrying out erasure and retention in PostgreSQL, inside the caller's transaction.
+
+`enforce_hook` runs in the processors' batch transaction: when an account is deleted or erased,
+or a hold released, the keys the policy does not keep are deleted from the key store in the
+same transaction that shows the subject deleted, and the ledger's own record of it goes to the
+outbox. `sweep` does the same for everything that falls due with time. `record_hook` keeps the
+erasure facts of the log (a projection, rebuilt like the others).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from events.keystore import (
+    DESTROY_SQL,
+    KEY_REFS_SQL,
+    LOCK_SQL,
+    MARK_ERASED_SQL,
+    TOMBSTONE_SQL,
+    KeyRef,
+)
+from events.model import Event
+from processors.erasure import (
+    END_TRIGGERS,
+    ENFORCE_TRIGGERS,
+    consent_expiries,
+    erasure_certificate,
+    keys_destroyed,
+    plan,
+)
+from processors.policy import Policy
+from processors.timeutil import add_months, period_of
+from projections import outbox
+from projections.writer import Hook, Outcome
+
+Clock = Callable[[], datetime]
+RECORD_RESET_SQL = ("DELETE FROM projections.erasures",)
+
+
+async def carry_out(cur: psycopg.AsyncCursor, doc: dict[str, Any], policy: Policy,
+                    now: datetime, trigger: Event | None = None) -> list[Event]:
+    """Destroy what is due for one subject now; queue the log records. Returns them."""
+    subject = doc["subject_id"]
+    await cur.execute(LOCK_SQL, ([subject],))
+    await cur.execute(KEY_REFS_SQL, (subject,))
+    keys = [KeyRef(subject, c, p) for c, p in await cur.fetchall()]
+    p = plan(doc, keys, policy, now)
+    if p.mark_erased:
+        for sql in MARK_ERASED_SQL:
+            await cur.execute(sql, (subject, now))
+    by_reason: dict[str, list[KeyRef]] = {}
+    for d in p.decision.destroy:
+        by_reason.setdefault(d.reason, []).append(d.ref)
+    for reason, refs in by_reason.items():
+        args = ([r.subject_id for r in refs], [r.category for r in refs],
+                [r.period for r in refs])
+        await cur.execute(DESTROY_SQL, args)
+        await cur.execute(TOMBSTONE_SQL, (now, reason, *args))
+    events = [e for e in [keys_destroyed(p, now, trigger.event_id if trigger else None)] if e]
+    if trigger is not None and trigger.type in END_TRIGGERS:
+        events.append(erasure_certificate(p, now, trigger.event_id))
+    events += consent_expiries(doc, now)
+    await outbox.add(cur, events)
+    return events
+
+
+def enforce_hook(policy: Policy, clock: Clock) -> Hook:
+    """Erasure at once: the batch that applies a deletion also destroys the keys."""
+
+    async def enforce_erasure(cur: psycopg.AsyncCursor, out: Outcome) -> None:
+        done: set[str] = set()
+        for _, record in reversed(out.applied):
+            if record.type not in ENFORCE_TRIGGERS or record.subject_id in done:
+                continue
+            done.add(record.subject_id)
+            trigger = Event(record.event_id, record.type, record.subject_id,
+                            record.occurred_at, record.source, record.data)
+            await carry_out(cur, out.views[record.subject_id], policy,
+                            max(clock(), record.occurred_at), trigger)
+
+    return enforce_erasure
+
+
+def _json_data(record: Any) -> dict[str, Any]:
+    event = Event(record.event_id, record.type, record.subject_id, record.occurred_at,
+                  record.source, record.data)
+    return json.loads(json.dumps(event.to_json()["data"], default=str))
+
+
+async def record_erasure_facts(cur: psycopg.AsyncCursor, out: Outcome) -> None:
+    rows = [
+        (r.subject_id, r.event_id, r.type, r.occurred_at, Jsonb(_json_data(r)))
+        for _, r in out.applied if r.type in ("ErasureCompleted", "KeysDestroyed")
+    ]
+    if rows:
+        await cur.executemany(
+            "INSERT INTO projections.erasures (subject_id, event_id, kind, occurred_at, body)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", rows)
+
+
+SWEEP_CANDIDATES_SQL = """
+SELECT v.subject_id, v.doc FROM projections.customer_view v
+WHERE v.status <> 'active'
+   OR EXISTS (SELECT 1 FROM keystore.data_keys k
+              WHERE k.subject_id = v.subject_id AND k.period <> '' AND k.period <= %(cutoff)s)
+   OR jsonb_path_exists(v.doc, '$.consents.* ? (@.expires_at <= $limit)',
+                        jsonb_build_object('limit', %(limit)s::text))
+ORDER BY v.subject_id
+"""
+
+
+async def sweep(conn: psycopg.AsyncConnection, policy: Policy, now: datetime) -> list[Event]:
+    """Destroy everything due at ``now`` and expire consents; one transaction per subject.
+
+    Idempotent: what was destroyed is gone, what expired is marked, and the recorded events
+    have ids derived from what they record.
+    """
+    cutoff = period_of(add_months(now, -policy.connection_location_months))
+    limit = (now + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    async with conn.cursor() as cur:
+        await cur.execute(SWEEP_CANDIDATES_SQL, {"cutoff": cutoff, "limit": limit})
+        candidates = await cur.fetchall()
+    events: list[Event] = []
+    for _, doc in candidates:
+        async with conn.transaction(), conn.cursor() as cur:
+            events += await carry_out(cur, doc, policy, now)
+    return events

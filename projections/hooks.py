@@ -1,0 +1,18 @@
+"""The projections written beside the customer view, in the same batch transaction.
+
+Each entry is a hook ``async (cursor, outcome) -> None`` and the SQL that empties its tables
+for `registre rebuild`. Hooks only see applied events, in log order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from projections.writer import Hook
+
+
+def projection_hooks() -> Sequence[tuple[Hook, Sequence[str]]]:
+    """(hook, reset statements) of every secondary projection."""
+    from projections.erasure_store import RECORD_RESET_SQL, record_erasure_facts
+
+    return [(record_erasure_facts, RECORD_RESET_SQL)]

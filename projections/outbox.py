@@ -1,0 +1,82 @@
+"""The outbox: registre's own events, stored in the same transaction as the change they
+record, and published to the ledger afterwards (by the processors, or by the CLI command that
+made the change). Publishing twice is harmless: downstream, an event id is applied once."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable, Iterable
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from events.catalogue import load_catalogue, topic_name
+from events.codec import encode
+from events.model import Event
+from events.publisher import headers_for
+
+INSERT_SQL = (
+    "INSERT INTO projections.outbox (event_id, topic, key, value, headers)"
+    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING"
+)
+CLAIM_SQL = (
+    "SELECT id, topic, key, value, headers FROM projections.outbox ORDER BY id"
+    " LIMIT %s FOR UPDATE SKIP LOCKED"
+)
+Row = tuple[int, str, bytes, bytes, list[tuple[str, bytes]]]
+
+
+def outbox_rows(events: Iterable[Event]) -> list[tuple]:
+    """Encode registre's events (they hold no personal field, so no key is needed)."""
+    catalogue = load_catalogue()
+    topic = topic_name("ledger")
+    rows = []
+    for e in events:
+        headers = [[k, base64.b64encode(v).decode()] for k, v in headers_for(e.type, catalogue)]
+        rows.append((e.event_id, topic, e.subject_id.encode(), encode(e, {}, catalogue),
+                     Jsonb(headers)))
+    return rows
+
+
+async def add(cur: psycopg.AsyncCursor, events: Iterable[Event]) -> None:
+    rows = outbox_rows(events)
+    if rows:
+        await cur.executemany(INSERT_SQL, rows)
+
+
+def _decode(raw: tuple) -> Row:
+    id_, topic, key, value, headers = raw
+    return id_, topic, bytes(key), bytes(value), [(k, base64.b64decode(v)) for k, v in headers]
+
+
+async def drain_async(conn: psycopg.AsyncConnection,
+                      send: Callable[[list[Row]], Awaitable[None]], limit: int = 500) -> int:
+    """Publish pending rows with ``send`` (which must wait for acks), then delete them."""
+    async with conn.transaction(), conn.cursor() as cur:
+        await cur.execute(CLAIM_SQL, (limit,))
+        rows = [_decode(r) for r in await cur.fetchall()]
+        if rows:
+            await send(rows)
+            await cur.execute("DELETE FROM projections.outbox WHERE id = ANY(%s)",
+                              ([r[0] for r in rows],))
+    return len(rows)
+
+
+def drain(conn: psycopg.Connection, send: Callable[[list[Row]], None],
+          limit: int = 500) -> int:
+    """The same as `drain_async`, for the command line."""
+    total = 0
+    while True:
+        with conn.transaction():
+            rows = [_decode(r) for r in conn.execute(CLAIM_SQL, (limit,)).fetchall()]
+            if rows:
+                send(rows)
+                conn.execute("DELETE FROM projections.outbox WHERE id = ANY(%s)",
+                             ([r[0] for r in rows],))
+        total += len(rows)
+        if len(rows) < limit:
+            return total
+
+
+def pending(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM projections.outbox").fetchone()[0]

@@ -1,0 +1,343 @@
+"""`registre.verify` against a real broker and PostgreSQL.
+
+Records cannot be altered inside a Kafka broker, so a tampered log is a copy: the original
+sequence, modified, re-produced into a second fresh broker, and checked against the
+checkpoints that were signed for the original.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from kafka import KafkaProducer
+
+from deploy.runtime import EmbeddedBroker
+from deploy.topics import ensure_topics
+from events.catalogue import topic_name
+from events.crypto import new_data_key
+from events.log import LogReader, LogRecord
+from processors.integrity import Chain, verify_log
+from projections.integrity_store import (
+    SigningKeyError,
+    achain_batch,
+    alatest_checkpoints,
+    aload_or_create_signing_key,
+    aload_public_key,
+    aread_checkpoints,
+    chain_batch,
+    latest_checkpoints,
+    load_or_create_signing_key,
+    load_public_key,
+    read_checkpoints,
+    write_checkpoints,
+)
+from registre.verify import verify
+
+pytestmark = pytest.mark.integration
+
+TOPIC = topic_name("ledger")
+PARTITIONS = 6
+PER_PARTITION = 16
+BATCH = 4  # the "processor" checkpoints each partition every 4 records: 3, 7, 11, 15
+
+Item = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+def original_items() -> dict[int, list[Item]]:
+    out: dict[int, list[Item]] = {}
+    for p in range(PARTITIONS):
+        items: list[Item] = []
+        for i in range(PER_PARTITION):
+            value = hashlib.sha256(f"{p}/{i}".encode()).digest() * 6
+            headers = [("registre-type", b"ConsentGiven"), ("n", str(i).encode())]
+            items.append((f"acc-{p}-{i % 3}".encode(), value, headers))
+        out[p] = items
+    out[0][5] = (b"acc-0-x", b"", [])  # empty value, no headers: survive the round trip
+    return out
+
+
+def produce(bootstrap: str, items: dict[int, list[Item]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                             linger_ms=5, client_id="test-integrity")
+    try:
+        for p, seq in sorted(items.items()):
+            futures = [producer.send(TOPIC, key=k, value=v, headers=h, partition=p)
+                       for k, v, h in seq]
+            producer.flush()
+            assert [f.get(timeout=30).offset for f in futures] == list(range(len(seq)))
+    finally:
+        producer.close()
+
+
+def read_log(bootstrap: str, only: list[int] | None = None) -> list[LogRecord]:
+    with LogReader(bootstrap) as reader:
+        return list(reader.read(only=only))
+
+
+def sign_into_db(database_url: str, master_key: bytes, log: list[LogRecord]) -> None:
+    """The processor's job: batches mixing partitions, each chained and checkpointed in its
+    own transaction, the chain resumed from the database every time."""
+    with psycopg.connect(database_url) as conn:
+        key = load_or_create_signing_key(conn, master_key)
+        conn.commit()
+        for start in range(0, PER_PARTITION, BATCH):
+            batch = [r for r in log if start <= r.offset < start + BATCH]
+            with conn.transaction():
+                cps = chain_batch(conn, batch, key)
+            assert len(cps) == len({r.partition for r in batch})
+
+
+@pytest.fixture
+def signed_log(broker: str, database_url: str, master_key: bytes) -> list[LogRecord]:
+    produce(broker, original_items())
+    log = read_log(broker)
+    assert len(log) == PARTITIONS * PER_PARTITION
+    sign_into_db(database_url, master_key, log)
+    return log
+
+
+@pytest.fixture
+def second_broker(tmp_path: Path) -> Iterator[str]:
+    b = EmbeddedBroker(tmp_path / "tampered")
+    bootstrap = b.start()
+    ensure_topics(bootstrap)
+    yield bootstrap
+    b.stop()
+
+
+def checkpoints(database_url: str, partition: int | None = None) -> list:
+    with psycopg.connect(database_url) as conn:
+        cps = read_checkpoints(conn, TOPIC)
+    return [c for c in cps if partition is None or c.partition == partition]
+
+
+def public_key(database_url: str, master_key: bytes):  # noqa: ANN201
+    with psycopg.connect(database_url) as conn:
+        return load_public_key(conn, master_key)
+
+
+def flip(data: bytes) -> bytes:
+    return data[:7] + bytes([data[7] ^ 0x80]) + data[8:]
+
+
+# --- the genuine log ------------------------------------------------------------------------
+
+
+def test_the_genuine_log_verifies(
+    signed_log: list[LogRecord], broker: str, database_url: str, master_key: bytes
+) -> None:
+    result = verify(broker, database_url, master_key)
+    assert result.ok, result.reason
+    assert result.first_bad is None
+    assert result.records_checked == PARTITIONS * PER_PARTITION
+    assert result.checkpoints_checked == PARTITIONS * PER_PARTITION // BATCH
+    assert result.unchecked_tail == 0
+
+    # Records published after the last checkpoint: an ok, unchecked tail.
+    produce_more = {0: [(b"acc-late", b"late", [])] * 2}
+    producer = KafkaProducer(bootstrap_servers=broker, acks="all")
+    for k, v, h in produce_more[0]:
+        producer.send(TOPIC, key=k, value=v, headers=h, partition=0)
+    producer.flush()
+    producer.close()
+    result = verify(broker, database_url, master_key)
+    assert result.ok, result.reason
+    assert result.unchecked_tail == 2
+
+
+def test_an_identical_copy_verifies(
+    signed_log: list[LogRecord], second_broker: str, database_url: str, master_key: bytes
+) -> None:
+    produce(second_broker, original_items())
+    assert verify(second_broker, database_url, master_key).ok
+
+
+def test_a_log_never_checkpointed_is_all_unchecked_tail(
+    broker: str, database_url: str, master_key: bytes
+) -> None:
+    produce(broker, {1: original_items()[1][:5]})
+    result = verify(broker, database_url, master_key)
+    assert result.ok and result.unchecked_tail == 5 and result.checkpoints_checked == 0
+
+
+# --- tampered copies --------------------------------------------------------------------
+
+
+def test_a_tampered_copy_fails_at_the_right_position(
+    signed_log: list[LogRecord], second_broker: str, database_url: str, master_key: bytes
+) -> None:
+    items = original_items()
+    k, v, h = items[1][6]
+    items[1][6] = (k, flip(v), h)                          # one flipped byte at 1/6
+    del items[2][9]                                        # a deleted record at 2/9
+    items[3][10], items[3][11] = items[3][11], items[3][10]  # two records swapped at 3/10
+    items[4].insert(5, (b"acc-4-0", b"inserted", []))      # a record inserted at 4/5
+    items[5] = items[5][:14]                               # truncated after 5/13
+    produce(second_broker, items)
+
+    result = verify(second_broker, database_url, master_key)
+    assert not result.ok
+    assert result.first_bad == (1, 4)  # the batch 4..7 holding the altered record
+    assert f"{TOPIC}[1] offset 4" in result.reason
+
+    public = public_key(database_url, master_key)
+    expected = {0: None, 1: (1, 4), 2: (2, 8), 3: (3, 8), 4: (4, 4), 5: (5, 14)}
+    for p, where in expected.items():
+        got = verify_log(read_log(second_broker, [p]), checkpoints(database_url, p), public,
+                         topic=TOPIC)
+        assert got.first_bad == where, (p, got.reason)
+    assert "truncated" in verify_log(read_log(second_broker, [5]), checkpoints(database_url, 5),
+                                     public, topic=TOPIC).reason
+
+
+def _rechain(log: list[LogRecord], key: Ed25519PrivateKey, partition: int) -> list:
+    chain = Chain(TOPIC, partition)
+    out = []
+    for r in log:
+        if r.partition == partition:
+            chain.add(r)
+            if (r.offset + 1) % BATCH == 0:
+                out.append(chain.checkpoint(key))
+    if chain.unsigned:
+        out.append(chain.checkpoint(key))
+    return out
+
+
+def test_an_inserted_record_under_forged_checkpoints_is_rejected(
+    signed_log: list[LogRecord], second_broker: str, database_url: str, master_key: bytes
+) -> None:
+    items = original_items()
+    items[2].insert(6, (b"acc-2-0", b"inserted", []))
+    produce(second_broker, items)
+    tampered = read_log(second_broker)
+    attacker = Ed25519PrivateKey.generate()
+    forged = [c for c in _rechain(tampered, attacker, 2) if c.offset >= 6]  # 7, 11, 15, 16
+
+    # The table is append-only: the genuine checkpoints cannot be replaced...
+    with psycopg.connect(database_url) as conn, pytest.raises(psycopg.errors.RaiseException):
+        conn.execute('DELETE FROM integrity.checkpoints WHERE "partition" = 2')
+    # ...so the attacker can only add his for the new offset, and the genuine ones fail.
+    with psycopg.connect(database_url) as conn:
+        write_checkpoints(conn, [c for c in forged if c.offset == 16])
+    result = verify(second_broker, database_url, master_key)
+    assert result.first_bad == (2, 4)
+    assert "does not match the signed checkpoint at offset 7" in result.reason
+
+    # An attacker who gets round the trigger and replaces them: the signature fails.
+    with psycopg.connect(database_url) as conn:
+        conn.execute("ALTER TABLE integrity.checkpoints DISABLE TRIGGER checkpoints_append_only")
+        conn.execute('DELETE FROM integrity.checkpoints WHERE "partition" = 2 AND "offset" >= 6')
+        conn.execute("ALTER TABLE integrity.checkpoints ENABLE TRIGGER checkpoints_append_only")
+        write_checkpoints(conn, forged)
+    result = verify(second_broker, database_url, master_key)
+    assert not result.ok
+    assert result.first_bad == (2, 7)
+    assert "signature does not verify" in result.reason
+
+    # ...and swapping in his public key does not make the table trust it.
+    attacker_public = attacker.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("ALTER TABLE integrity.signing_key DISABLE TRIGGER signing_key_append_only")
+        conn.execute("UPDATE integrity.signing_key SET public_key = %s", (attacker_public,))
+    result = verify(second_broker, database_url, master_key)
+    assert not result.ok and result.first_bad is None
+    assert "signing key does not unwrap" in result.reason
+
+
+def test_an_altered_checkpoint_row_is_rejected(
+    signed_log: list[LogRecord], broker: str, database_url: str, master_key: bytes
+) -> None:
+    with psycopg.connect(database_url) as conn:
+        for sql in (
+            'UPDATE integrity.checkpoints SET chain_hash = chain_hash WHERE "offset" = 7',
+            "DELETE FROM integrity.checkpoints",
+            "TRUNCATE integrity.checkpoints",
+        ):
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                conn.execute(sql)
+            conn.rollback()
+        conn.execute("ALTER TABLE integrity.checkpoints DISABLE TRIGGER checkpoints_append_only")
+        conn.execute(
+            "UPDATE integrity.checkpoints SET chain_hash = sha256(chain_hash)"
+            ' WHERE "partition" = 3 AND "offset" = 11'
+        )
+        conn.commit()
+    result = verify(broker, database_url, master_key)
+    assert not result.ok
+    assert result.first_bad == (3, 11)
+    assert "signature does not verify" in result.reason
+
+
+# --- the store -------------------------------------------------------------------------
+
+
+def test_the_signing_key_is_created_once_and_stored_encrypted(
+    database_url: str, master_key: bytes
+) -> None:
+    with psycopg.connect(database_url) as conn:
+        assert load_public_key(conn, master_key) is None
+        key = load_or_create_signing_key(conn, master_key)
+        conn.commit()
+        again = load_or_create_signing_key(conn, master_key)
+        raw = key.private_bytes_raw()
+        assert again.private_bytes_raw() == raw
+        public, wrapped = conn.execute(
+            "SELECT public_key, wrapped_private FROM integrity.signing_key").fetchone()
+        assert bytes(public) == key.public_key().public_bytes_raw()
+        assert raw not in bytes(wrapped)
+        assert load_public_key(conn, None).public_bytes_raw() == bytes(public)
+        with pytest.raises(SigningKeyError):
+            load_or_create_signing_key(conn, new_data_key())
+        for sql in ("UPDATE integrity.signing_key SET created_at = now()",
+                    "DELETE FROM integrity.signing_key", "TRUNCATE integrity.signing_key"):
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                conn.execute(sql)
+            conn.rollback()
+    # The wrong master key: verify says so and trusts nothing.
+    result = verify("127.0.0.1:1", database_url, new_data_key())
+    assert not result.ok and "signing key does not unwrap" in result.reason
+
+
+def test_the_async_store_writes_in_the_callers_transaction(
+    database_url: str, master_key: bytes
+) -> None:
+    log = [LogRecord(TOPIC, p, o, b"k", bytes([o]) * 10, (("h", b"v"),), 0)
+           for p in (0, 1) for o in range(10)]
+
+    async def scenario() -> None:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            key = await aload_or_create_signing_key(conn, master_key)
+            await conn.commit()
+            with pytest.raises(ZeroDivisionError):
+                async with conn.transaction():
+                    assert len(await achain_batch(conn, log[:5], key)) == 1
+                    1 / 0  # noqa: B018 - the batch fails: nothing of it stays
+            assert await aread_checkpoints(conn, TOPIC) == []
+            async with conn.transaction(), conn.cursor() as cur:  # as a batch hook gets it
+                cps = await achain_batch(cur, log[:5] + log[10:13], key)
+            assert [(c.partition, c.offset) for c in cps] == [(0, 4), (1, 2)]
+            async with conn.transaction():
+                # A redelivered batch (offsets below the heads) adds nothing; then it goes on.
+                assert await achain_batch(conn, log[2:5], key) == []
+                cps = await achain_batch(conn, log[3:10] + log[13:20], key)
+            assert [(c.partition, c.offset) for c in cps] == [(0, 9), (1, 9)]
+            latest = await alatest_checkpoints(conn, TOPIC)
+            assert {p: c.offset for p, c in latest.items()} == {0: 9, 1: 9}
+            assert (await alatest_checkpoints(conn, TOPIC, [1]))[1].offset == 9
+            public = await aload_public_key(conn, master_key)
+            stored = await aread_checkpoints(conn, TOPIC)
+            assert len(stored) == 4
+            assert verify_log(log, stored, public, topic=TOPIC).ok
+
+    asyncio.run(scenario())
+    with psycopg.connect(database_url) as conn:
+        assert {p: c.offset for p, c in latest_checkpoints(conn, TOPIC, [0]).items()} == {0: 9}
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            write_checkpoints(conn, read_checkpoints(conn, TOPIC)[:1])
