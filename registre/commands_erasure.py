@@ -37,12 +37,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     release = hs.add_parser("release", help="publish LegalHoldReleased")
     release.add_argument("subject")
     release.add_argument("--case", required=True)
+    for p in (place, release):
+        p.add_argument("--json", action="store_true")
 
     k = sub.add_parser("keys", help="key-store backup and restore")
     ks = k.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    ks.add_parser("backup", help="write every wrapped key to FILE").add_argument("file")
-    ks.add_parser("restore", help="load FILE, then destroy again what was destroyed"
-                  ).add_argument("file")
+    for name, text in (("backup", "write every wrapped key to FILE"),
+                       ("restore", "load FILE, then destroy again what was destroyed")):
+        action = ks.add_parser(name, help=text)
+        action.add_argument("file")
+        action.add_argument("--json", action="store_true")
 
 
 def _instant(value: str | None, name: str) -> datetime:
@@ -77,7 +81,7 @@ def hold(args: argparse.Namespace, settings: Settings) -> int:
     with app.open_publisher(settings) as publisher:
         published = publisher.publish(event)
     emit({"published": published.type, "event_id": published.event_id,
-          "subject_id": args.subject, "case_ref": args.case}, as_json=True)
+          "subject_id": args.subject, "case_ref": args.case}, args.json)
     return 0
 
 
@@ -88,11 +92,11 @@ def keys(args: argparse.Namespace, settings: Settings) -> int:
     path = Path(args.file)
     with app.open_keystore(settings) as keystore:
         if args.keys_command == "backup":
-            emit({"backed_up": backup_keys(keystore, path), "file": str(path)}, as_json=True)
+            emit({"backed_up": backup_keys(keystore, path), "file": str(path)}, args.json)
         else:
             if not path.is_file():
                 raise UserError(f"{args.file}: no such file")
-            emit(restore_keys(keystore, path), as_json=True)
+            emit(restore_keys(keystore, path), args.json)
     return 0
 
 

@@ -27,9 +27,6 @@ from registre.errors import UserError
 from registre.text import render_text
 from registre.views import render
 
-Step = Callable[["Demo"], None]
-EXTRA_STEPS: list[Step] = []  # the erasure and audit chapters register themselves here
-
 
 class Demo:
     def __init__(self, settings: Settings) -> None:
@@ -138,8 +135,9 @@ def run_demo(settings: Settings) -> int:
     try:
         demo.start()
         story(demo)
-        for step in EXTRA_STEPS:
-            step(demo)
+        from registre import demo_erasure
+
+        demo_erasure.chapter(demo)
     finally:
         demo.stop()
     demo.say("stopped cleanly: broker, database and processors are down")
