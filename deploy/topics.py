@@ -11,6 +11,7 @@ from events.catalogue import load_topics
 def ensure_topics(bootstrap: str, timeout_ms: int = 10_000) -> list[str]:
     """Create missing topics; replication is capped at the number of brokers. Returns names."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms,
+                             bootstrap_timeout_ms=5_000,
                              client_id="registre-admin")
     try:
         existing = set(admin.list_topics())

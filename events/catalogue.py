@@ -112,9 +112,8 @@ def _pii_fields(node: Any, path: tuple[str, ...], optional: bool) -> list[PiiFie
             if "pii" in f:
                 if f["pii"] not in CATEGORIES:
                     raise ValueError(f"{'.'.join(fpath)}: unknown pii category {f['pii']!r}")
-                fields.append(
-                    PiiField(fpath, f["pii"], f.get("plain", "string"), isinstance(f["type"], list))
-                )
+                fields.append(PiiField(fpath, f["pii"], f.get("plain", "string"),
+                                       optional or isinstance(f["type"], list)))
             else:
                 fields += _pii_fields(f["type"], fpath, optional)
     return fields
@@ -141,7 +140,7 @@ def load_catalogue() -> Catalogue:
         expanded = _expand(schema, named, set(), NAMESPACE)
         parsed = fastavro.parse_schema(expanded)
         canonical = to_parsing_canonical_form(parsed)
-        fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))[::-1]
+        fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))  # already little-endian
         name = schema["name"]
         if filename != f"{name}.avsc":
             raise ValueError(f"schemas/events/{filename}: record name {name!r} must match the file")

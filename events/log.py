@@ -38,6 +38,7 @@ def _consumer(bootstrap: str) -> KafkaConsumer:
         fetch_max_bytes=16 << 20,
         max_partition_fetch_bytes=4 << 20,
         request_timeout_ms=15_000,
+        bootstrap_timeout_ms=5_000,
     )
 
 

@@ -67,6 +67,7 @@ class Publisher:
             enable_idempotence=True,
             linger_ms=5,
             max_block_ms=10_000,
+            bootstrap_timeout_ms=5_000,
             request_timeout_ms=15_000,
             max_request_size=2 * MAX_MESSAGE,
         )
@@ -108,10 +109,10 @@ class Publisher:
             return report
         refs = set().union(*(key_refs(e, self.catalogue) for e in valid))
         keys = self.keystore.keys_for_writing(refs)
+        encoded = [encode(event, keys, self.catalogue) for event in valid]  # all, before sending
         futures = []
         try:
-            for event in valid:
-                value = encode(event, keys, self.catalogue)
+            for event, value in zip(valid, encoded, strict=True):
                 futures.append(self._producer.send(
                     self.topic, key=event.subject_id.encode(), value=value,
                     headers=headers_for(event.type, self.catalogue),

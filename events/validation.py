@@ -20,6 +20,8 @@ from events.model import Event
 
 MAX_STRING = 1000
 _SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$")
 _PHONE_RE = re.compile(r"^\+?[0-9][0-9 ().-]{4,22}$")
 _ENVELOPE = ("event_id", "type", "subject_id", "occurred_at", "source", "data")
 
@@ -35,8 +37,9 @@ class InvalidEvent(ValueError):
 
 def parse_instant(value: Any, field: str) -> datetime:
     """An RFC 3339 instant with an explicit offset."""
-    if not isinstance(value, str) or "T" not in value.upper():
-        raise InvalidEvent(field, "expected an RFC 3339 instant such as 2026-03-01T09:30:00+01:00")
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise InvalidEvent(field, "expected an RFC 3339 instant with an offset, such as "
+                                  "2026-03-01T09:30:00+01:00 or 2026-03-01T08:30:00Z")
     try:
         at = datetime.fromisoformat(value)
     except ValueError:
@@ -75,7 +78,8 @@ def _check_format(fmt: str, value: str, field: str) -> None:
         except EmailNotValidError:
             raise InvalidEvent(field, "not a well-formed email address") from None
     elif fmt == "iso_country":
-        if len(value) != 2 or pycountry.countries.get(alpha_2=value) is None:
+        if len(value) != 2 or not value.isupper() or \
+                pycountry.countries.get(alpha_2=value) is None:
             raise InvalidEvent(field, "not an ISO 3166-1 alpha-2 country code")
     elif fmt == "ip":
         try:
@@ -109,8 +113,8 @@ def _check_pii(spec: dict[str, Any], value: Any, field: str) -> Any:
             raise InvalidEvent(field, f"must be between {low} and {high}")
         return float(value)
     _text(value, field)
-    if "symbols" in spec and value not in spec["symbols"]:
-        raise InvalidEvent(field, f"expected one of {', '.join(spec['symbols'])}")
+    if "allowed" in spec and value not in spec["allowed"]:
+        raise InvalidEvent(field, f"expected one of {', '.join(spec['allowed'])}")
     if "format" in spec:
         _check_format(spec["format"], value, field)
     return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -14,7 +15,7 @@ def main() -> int:
     from processors.agents import build
     from registre.logs import configure
 
-    configure("info")
+    configure(os.environ.get("REGISTRE_LOG_LEVEL", "info"))
     app = build()
     worker = faust.Worker(app, loglevel="WARNING", quiet=True)
     worker.execute_from_commandline()

@@ -4,6 +4,7 @@ batches to the service layer and report dead letters."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import faust
 import psycopg
@@ -81,12 +82,16 @@ def build(config: WorkerConfig | None = None) -> faust.App:
     async def apply_ledger_events(stream: faust.StreamT) -> None:
         async for events in stream.take_events(config.batch_size, within=config.batch_within):
             await ensure_signing_key()
+            started = time.perf_counter()
             outcome = await service.apply([incoming(e.message) for e in events])
+            applied_ms = (time.perf_counter() - started) * 1000
             for item, reason, event_type in outcome.dead:
                 # The payload stays in the log (ciphertext); the dead letter says where and why.
                 await deadletters.send(key=None, value=b"",
                                        headers=dead_letter_headers(item, reason, event_type))
             await drain_outbox()
+            log.debug("batch", events=len(events), applied_ms=round(applied_ms, 1),
+                      total_ms=round((time.perf_counter() - started) * 1000, 1))
 
     @app.timer(interval=1.0)
     async def publish_ledger_facts() -> None:

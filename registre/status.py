@@ -16,6 +16,7 @@ def describe(settings: Settings) -> dict[str, Any]:
     runtime = settings.runtime()
     try:
         admin = KafkaAdminClient(bootstrap_servers=kafka, request_timeout_ms=5000,
+                                 bootstrap_timeout_ms=5_000,
                                  client_id="registre-info")
         topics = sorted(t for t in admin.list_topics() if not t.startswith("__"))
         admin.close()

@@ -8,8 +8,9 @@ checkpoints that were signed for the original.
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -21,9 +22,11 @@ from kafka import KafkaProducer
 from deploy.runtime import EmbeddedBroker
 from deploy.topics import ensure_topics
 from events.catalogue import topic_name
+from events.codec import encode
 from events.crypto import new_data_key
 from events.log import LogReader, LogRecord
-from processors.integrity import Chain, verify_log
+from events.model import Event
+from processors.integrity import Chain, chain_form, verify_log
 from projections.integrity_store import (
     SigningKeyError,
     achain_batch,
@@ -55,9 +58,13 @@ def original_items() -> dict[int, list[Item]]:
     for p in range(PARTITIONS):
         items: list[Item] = []
         for i in range(PER_PARTITION):
-            value = hashlib.sha256(f"{p}/{i}".encode()).digest() * 6
+            subject = f"acc-{p}-{i % 3}"
+            event = Event(str(uuid.uuid5(uuid.NAMESPACE_URL, f"{p}/{i}")), "ConsentGiven",
+                          subject, datetime(2026, 3, 3, 9, i, tzinfo=UTC), "test",
+                          {"purposes": ["marketing"], "notice_version": f"v{p}.{i}",
+                           "mechanism": "api"})
             headers = [("registre-type", b"ConsentGiven"), ("n", str(i).encode())]
-            items.append((f"acc-{p}-{i % 3}".encode(), value, headers))
+            items.append((subject.encode(), encode(event, {}), headers))
         out[p] = items
     out[0][5] = (b"acc-0-x", b"", [])  # empty value, no headers: survive the round trip
     return out
@@ -90,7 +97,7 @@ def sign_into_db(database_url: str, master_key: bytes, log: list[LogRecord]) -> 
         for start in range(0, PER_PARTITION, BATCH):
             batch = [r for r in log if start <= r.offset < start + BATCH]
             with conn.transaction():
-                cps = chain_batch(conn, batch, key)
+                cps = chain_batch(conn, [chain_form(r) for r in batch], key)
             assert len(cps) == len({r.partition for r in batch})
 
 
@@ -190,11 +197,12 @@ def test_a_tampered_copy_fails_at_the_right_position(
     public = public_key(database_url, master_key)
     expected = {0: None, 1: (1, 4), 2: (2, 8), 3: (3, 8), 4: (4, 4), 5: (5, 14)}
     for p, where in expected.items():
-        got = verify_log(read_log(second_broker, [p]), checkpoints(database_url, p), public,
-                         topic=TOPIC)
+        log = map(chain_form, read_log(second_broker, [p]))
+        got = verify_log(log, checkpoints(database_url, p), public, topic=TOPIC)
         assert got.first_bad == where, (p, got.reason)
-    assert "truncated" in verify_log(read_log(second_broker, [5]), checkpoints(database_url, 5),
-                                     public, topic=TOPIC).reason
+    log = map(chain_form, read_log(second_broker, [5]))
+    assert "truncated" in verify_log(log, checkpoints(database_url, 5), public,
+                                     topic=TOPIC).reason
 
 
 def _rechain(log: list[LogRecord], key: Ed25519PrivateKey, partition: int) -> list:

@@ -1,0 +1,285 @@
+"""Validation and the codec round trip, driven by schemas/examples (no broker, no database)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from events.catalogue import load_catalogue
+from events.codec import (
+    MAGIC,
+    MAX_MESSAGE,
+    DecodeError,
+    decode,
+    encode,
+    key_refs,
+    lookup_from,
+    reveal,
+)
+from events.crypto import REDACTED, new_data_key
+from events.model import Event
+from events.validation import InvalidEvent, parse_event
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
+
+
+def _lines(pattern: str) -> list[tuple[str, dict]]:
+    out = []
+    for path in sorted(EXAMPLES.glob(pattern)):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            out.append((f"{path.name.split('.')[0]}:{number}", json.loads(line)))
+    return out
+
+
+VALID = _lines("*.valid.jsonl")
+INVALID = _lines("*.invalid.jsonl")
+
+
+def _registre(type_name: str) -> bool:
+    types = load_catalogue().types
+    return type_name in types and types[type_name].origin == "registre"
+
+
+def _parse(obj: dict) -> Event:
+    return parse_event(obj, allow_registre=_registre(obj.get("type")))
+
+
+def _keys(event: Event) -> tuple[dict, dict]:
+    """Fresh keys for writing and the matching lookup table for reading."""
+    writing = {ref: (1, new_data_key()) for ref in key_refs(event)}
+    reading = {(ref, v): k for ref, (v, k) in writing.items()}
+    return writing, reading
+
+
+def _base() -> dict:
+    return copy.deepcopy(dict(VALID)["AccountCreated:1"])
+
+
+@pytest.mark.parametrize("obj", [v for _, v in VALID], ids=[k for k, _ in VALID])
+def test_valid_example_validates_encodes_and_decodes_to_its_canonical_json(obj):
+    event = _parse(obj)
+    canonical = event.to_json()
+    assert canonical["event_id"] == obj["event_id"]
+    assert canonical["occurred_at"].endswith("Z")
+    writing, reading = _keys(event)
+    value = encode(event, writing)
+    assert value[:2] == MAGIC
+    assert value[2:10] == load_catalogue().types[obj["type"]].fingerprint
+    record = decode(value)
+    assert (record.type, record.event_id, record.subject_id) == (
+        event.type, event.event_id, event.subject_id)
+    assert reveal(record, lookup_from(reading)).to_json() == canonical
+    # the canonical form is a fixed point of validation
+    assert _parse(canonical).to_json() == canonical
+
+
+@pytest.mark.parametrize("case", [v for _, v in INVALID], ids=[k for k, _ in INVALID])
+def test_invalid_example_is_rejected_naming_the_field(case):
+    with pytest.raises(InvalidEvent) as err:
+        _parse(case["event"])
+    assert err.value.field == case["field"]
+    assert str(err.value).startswith(case["field"] + ": ")
+    assert "\n" not in str(err.value)
+
+
+def test_invalid_examples_cover_every_kind_of_mistake():
+    fields = {case["field"] for _, case in INVALID}
+    assert {
+        "data.over_15",  # over_15 false, and "yes"
+        "data.email",  # malformed, missing
+        "data.postal_address.country", "data.country", "data.location.country",  # bad country
+        "data.ip",  # bad IP
+        "occurred_at",  # naive instant
+        "event_id",  # not a UUID
+        "data.purposes[1]",  # unknown purpose
+        "data.categories[1]", "data.categories[0]",  # unknown category
+        "data.nickname", "extra",  # unknown fields
+        "type",  # unknown type
+        "subject_id",  # an email, an IP
+    } <= fields
+
+
+def _steps(field: str) -> list:
+    """"data.keys[0].category" -> ["data", "keys", 0, "category"]."""
+    out: list = []
+    for part in field.split("."):
+        name, _, rest = part.partition("[")
+        out.append(name)
+        out += [int(i) for i in rest.replace("]", "").split("[") if i] if rest else []
+    return out
+
+
+def _restore(event: dict, base: dict, field: str) -> dict:
+    """The event with ``field`` put back as in ``base`` (or removed where base has none)."""
+    event = copy.deepcopy(event)
+    steps = _steps(field)
+    src, dst = base, event
+    for step in steps[:-1]:
+        src, dst = src[step], dst[step]
+    last = steps[-1]
+    if isinstance(src, list) or last in src:
+        dst[last] = copy.deepcopy(src[last])
+    else:
+        del dst[last]
+    return event
+
+
+def test_each_invalid_example_has_exactly_the_one_mistake_it_names():
+    """Putting the named field back as in the valid example it came from makes it valid."""
+    for name, case in INVALID:
+        bad = case["event"]
+        base = next(
+            (v for _, v in VALID if v["event_id"] == bad.get("event_id")),
+            None,
+        ) or next(v for _, v in VALID if v["subject_id"] == bad["subject_id"]
+                  and v["occurred_at"] == bad["occurred_at"])
+        _parse(_restore(bad, base, case["field"]))  # raises if another mistake remains
+        assert bad != base, name
+
+
+def test_registre_types_are_refused_without_allow_registre():
+    for name, obj in VALID:
+        if _registre(obj["type"]):
+            with pytest.raises(InvalidEvent) as err:
+                parse_event(obj)
+            assert err.value.field == "type", name
+            parse_event(obj, allow_registre=True)
+
+
+def test_instants_are_stored_in_utc_with_microseconds():
+    obj = _base()
+    obj["occurred_at"] = "2026-11-30T23:59:59.123456-03:00"
+    event = parse_event(obj)
+    assert event.occurred_at == datetime(2026, 12, 1, 2, 59, 59, 123456, tzinfo=UTC)
+    assert event.to_json()["occurred_at"] == "2026-12-01T02:59:59.123456Z"
+    obj["occurred_at"] = "2026-03-01T09:30:00Z"
+    assert parse_event(obj).to_json()["occurred_at"] == "2026-03-01T09:30:00Z"
+
+
+def test_event_id_is_normalised_to_lowercase_uuid():
+    obj = _base()
+    obj["event_id"] = obj["event_id"].upper()
+    assert parse_event(obj).event_id == _base()["event_id"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"occurred_at": "0001-01-01T00:30:00+01:00"}, "occurred_at"),  # before year 1 in UTC
+        ({"occurred_at": "9999-12-31T23:30:00-01:00"}, "occurred_at"),  # after 9999 in UTC
+        ({"occurred_at": 1772353800}, "occurred_at"),
+        ({"source": "web\ud800"}, "source"),  # lone surrogate from JSON "\ud800"
+        ({"data.first_name": "Z\udcff"}, "data.first_name"),
+        ({"data.first_name": "x" * 1001}, "data.first_name"),
+        ({"data.first_name": "   "}, "data.first_name"),
+        ({"data.gender": "Female"}, "data.gender"),
+        ({"data.over_15": 1}, "data.over_15"),
+        ({"data.\ud800": 1}, "data.\\ud800"),
+        ({"\ud800": 1}, "\\ud800"),
+        ({"data": []}, "data"),
+        ({"data.postal_address": "17 rue des Canaris-Oubliés"}, "data.postal_address"),
+        ({"subject_id": "Zéphyrine Canarivaux"}, "subject_id"),
+        ({"subject_id": "-acc"}, "subject_id"),
+        ({"subject_id": ""}, "subject_id"),
+        ({"event_id": 42}, "event_id"),
+        ({"type": None}, "type"),
+    ],
+)
+def test_more_rejections(change, field):
+    obj = _base()
+    for key, value in change.items():
+        if key.startswith("data."):
+            obj["data"][key[5:]] = value
+        elif key == "data":
+            obj["data"] = value
+        else:
+            obj[key] = value
+    with pytest.raises(InvalidEvent) as err:
+        parse_event(obj)
+    assert err.value.field == field
+    str(err.value).encode("utf-8")  # printable as one line of UTF-8
+
+
+def test_not_an_object():
+    for obj in ([], "AccountCreated", 3, None):
+        with pytest.raises(InvalidEvent) as err:
+            parse_event(obj)
+        assert err.value.field == "event"
+
+
+def test_rejection_messages_never_echo_personal_values():
+    obj = _base()
+    obj["data"]["email"] = "zephyrine.canarivaux-bad@@exemple-canari"
+    obj["data"]["phone"] = "téléphone-canari"
+    for field in ("email", "phone"):
+        bad = _base()
+        bad["data"][field] = obj["data"][field]
+        with pytest.raises(InvalidEvent) as err:
+            parse_event(bad)
+        assert obj["data"][field] not in str(err.value)
+        assert "canari" not in str(err.value).lower()
+
+
+def test_missing_optional_fields_read_back_as_absent():
+    obj = dict(VALID)["ConnectionRecorded:2"]
+    event = parse_event(obj)
+    assert event.to_json()["data"]["location"] is None
+    writing, reading = _keys(event)
+    back = reveal(decode(encode(event, writing)), lookup_from(reading)).to_json()
+    assert back["data"]["location"] is None and back["data"]["cookie_id"] is None
+
+
+def test_personal_values_are_sealed_in_the_message():
+    event = parse_event(_base())
+    writing, _ = _keys(event)
+    value = encode(event, writing)
+    for leaf in ("Canarivaux", "Zéphyrine", "zephyrine.canarivaux@exemple-canari.fr",
+                 "Villefranche-sur-Saône", "17 rue des Canaris-Oubliés", "+33 6 71 42 93 58"):
+        assert leaf.encode() not in value
+    record = decode(value)
+    assert isinstance(record.data["email"], bytes) and record.data["email"][0] == 1
+    assert record.data["over_15"] is True and record.data["notice_version"] == "2026-02"
+
+
+def test_without_keys_personal_fields_are_written_redacted():
+    event = parse_event(_base())
+    record = decode(encode(event, {}))
+    etype = load_catalogue().types["AccountCreated"]
+    sealed = dict((f.dotted, v) for f, v in record.sealed_fields(etype))
+    assert sealed and set(sealed.values()) == {REDACTED}
+    back = reveal(record, lambda ref, version: None).to_json()
+    assert back["data"]["email"] is None and back["data"]["postal_address"]["city"] is None
+    assert back["data"]["over_15"] is True
+
+
+def test_decode_rejects_what_is_not_a_registre_event():
+    event = parse_event(_base())
+    writing, _ = _keys(event)
+    value = encode(event, writing)
+    bad = {
+        "empty": b"",
+        "marker": b"\xc3\x02" + value[2:],
+        "json": json.dumps(_base()).encode(),
+        "fingerprint": value[:2] + bytes(8) + value[10:],
+        "truncated": value[:-20],
+        "trailing": value + b"\x00",
+        "too large": value + bytes(MAX_MESSAGE),
+    }
+    for name, raw in bad.items():
+        with pytest.raises(DecodeError):
+            decode(raw)
+        assert name
+
+
+def test_uuid_fields_inside_data_stay_strings():
+    obj = dict(VALID)["ErasureCompleted:1"]
+    event = parse_event(obj, allow_registre=True)
+    record = decode(encode(event, {}))
+    assert record.data["trigger_event_id"] == obj["data"]["trigger_event_id"]
+    assert isinstance(record.data["trigger_event_id"], str)
+    uuid.UUID(record.data["trigger_event_id"])
