@@ -64,11 +64,14 @@ def _sealed_leaves(record: Record, catalogue: Catalogue) -> dict[str, dict[str, 
     return out
 
 
-def _authorised(view: dict[str, Any], categories: list[str]) -> bool:
-    granted = set()
-    for auth in view["authorisations"].values():
-        granted |= set(auth["categories"])
-    return set(categories) <= granted
+def _authorised(view: dict[str, Any], d: dict[str, Any]) -> bool:
+    """As `processors.audit.disclosures`: a legal obligation or a processor contract
+    authorises by itself; otherwise that recipient's authorisation must cover every category."""
+    if d["basis"] == "legal_obligation" or (d["recipient_kind"], d["basis"]) == (
+            "processor", "processor_contract"):
+        return True
+    auth = view["authorisations"].get(d["recipient"])
+    return auth is not None and set(d["categories"]) <= set(auth["categories"])
 
 
 def consent_expiry(at: datetime) -> datetime:
@@ -125,7 +128,7 @@ def apply(view: dict[str, Any] | None, record: Record,
         v["authorisations"].pop(d["recipient"], None)
     elif kind == "DataShared":
         v["counts"]["disclosures"] += 1
-        if d["recipient_kind"] == "third_party" and not _authorised(v, d["categories"]):
+        if not _authorised(v, d):
             v["counts"]["unauthorised_disclosures"] += 1
     elif kind == "DocumentIssued":
         v["documents"].append({"kind": d["kind"], "document_ref": d["document_ref"], "at": at,
@@ -144,5 +147,7 @@ def apply(view: dict[str, Any] | None, record: Record,
     elif kind == "LegalHoldReleased":
         v["holds"].pop(d["case_ref"], None)
     v["counts"]["events"] += 1
-    v["last_event_at"] = max(v["last_event_at"] or at, at)
+    last = v["last_event_at"]  # compare instants, not strings ("...00Z" > "...00.5Z")
+    v["last_event_at"] = at if not last or datetime.fromisoformat(last) < record.occurred_at \
+        else last
     return v

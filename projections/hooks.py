@@ -13,6 +13,8 @@ from projections.writer import Hook
 
 def projection_hooks() -> Sequence[tuple[Hook, Sequence[str]]]:
     """(hook, reset statements) of every secondary projection."""
+    from projections import consent_history
     from projections.erasure_store import RECORD_RESET_SQL, record_erasure_facts
 
-    return [(record_erasure_facts, RECORD_RESET_SQL)]
+    return [(record_erasure_facts, RECORD_RESET_SQL),
+            (consent_history.hook, consent_history.RESET_SQL)]

@@ -135,9 +135,10 @@ def run_demo(settings: Settings) -> int:
     try:
         demo.start()
         story(demo)
-        from registre import demo_erasure
+        from registre import demo_audit, demo_erasure
 
         demo_erasure.chapter(demo)
+        demo_audit.chapter(demo)
     finally:
         demo.stop()
     demo.say("stopped cleanly: broker, database and processors are down")
