@@ -43,8 +43,8 @@ class WorkerConfig:
             database_url=database_url,
             worker_id=env.get("REGISTRE_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
             embedded=env.get("REGISTRE_EMBEDDED", "") == "1",
-            batch_size=int(env.get("REGISTRE_BATCH_SIZE", "500")),
-            sweep_seconds=float(env.get("REGISTRE_SWEEP_SECONDS", "3600")),
+            batch_size=int(env.get("REGISTRE_BATCH_SIZE") or 500),
+            sweep_seconds=float(env.get("REGISTRE_SWEEP_SECONDS") or 3600),
             env=env,
             master_key=load_master_key(dict(env), settings.home, generate=False)[0],
         )

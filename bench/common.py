@@ -1,0 +1,194 @@
+"""Shared pieces of the benchmarks: the embedded services, realistic events, small statistics.
+
+Nothing here is timed: services are started and events generated before any clock runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import statistics
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+_FIRST = ["Camille", "Léa", "Manon", "Chloé", "Inès", "Louis", "Gabriel", "Hugo", "Jules",
+          "Lucas", "Nathan", "Emma", "Zoé", "Théo", "Arthur", "Anaïs", "Élodie", "Mathis"]
+_LAST = ["Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand",
+         "Leroy", "Moreau", "Simon", "Laurent", "Lefèvre", "Michel", "Garcia", "Fournier"]
+_STREETS = ["rue de la République", "avenue Jean Jaurès", "boulevard Victor Hugo",
+            "rue du Général Leclerc", "place de la Mairie", "chemin des Vignes"]
+_CITIES = [("Paris", "75011", 48.8589, 2.3800), ("Lyon", "69003", 45.7597, 4.8422),
+           ("Marseille", "13006", 43.2890, 5.3800), ("Toulouse", "31000", 43.6045, 1.4440),
+           ("Nantes", "44000", 47.2184, -1.5536), ("Lille", "59000", 50.6292, 3.0573),
+           ("Bordeaux", "33000", 44.8378, -0.5792), ("Strasbourg", "67000", 48.5734, 7.7521)]
+_AGENTS = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+    "Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.1 Safari/605.1.15",
+]
+_CONSENTED = ["optimisation", "personalised_ads", "marketing", "third_party_cookies"]
+
+
+@dataclass(frozen=True)
+class Services:
+    bootstrap: str
+    database_url: str
+
+
+@contextmanager
+def embedded_services(keep: bool = False) -> Iterator[Services]:
+    """Start the embedded broker (Tansu) and PostgreSQL in a temp dir, create topics, migrate."""
+    from deploy.runtime import EmbeddedBroker, EmbeddedPostgres
+    from deploy.topics import ensure_topics
+    from projections.migrate import migrate
+
+    home = Path(tempfile.mkdtemp(prefix="registre-bench-"))
+    pg = EmbeddedPostgres(home / "pg-home")
+    broker = EmbeddedBroker(home / "broker")
+    try:
+        database_url = pg.start()
+        bootstrap = broker.start()
+        ensure_topics(bootstrap)
+        migrate(database_url)
+        yield Services(bootstrap, database_url)
+    finally:
+        broker.stop()
+        pg.stop()
+        if not keep:
+            import shutil
+
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _account(rng: random.Random, subject: str, at: datetime) -> dict[str, Any]:
+    first, last = rng.choice(_FIRST), rng.choice(_LAST)
+    city, code, _, _ = rng.choice(_CITIES)
+    address: dict[str, Any] = {
+        "line1": f"{rng.randint(1, 180)} {rng.choice(_STREETS)}",
+        "postal_code": code, "city": city, "country": "FR",
+    }
+    if rng.random() < 0.3:
+        address["line2"] = f"Bâtiment {rng.choice('ABCD')}, appartement {rng.randint(1, 60)}"
+    data: dict[str, Any] = {
+        "gender": rng.choice(["female", "male", "other", "undisclosed"]),
+        "last_name": last, "first_name": first,
+        "email": f"{first.lower()}.{last.lower()}{rng.randint(1, 999)}@example.fr",
+        "postal_address": address, "over_15": True, "notice_version": "2026-01",
+    }
+    if rng.random() < 0.7:
+        data["phone"] = f"+33 6 {rng.randint(10, 99)} {rng.randint(10, 99)} " \
+                        f"{rng.randint(10, 99)} {rng.randint(10, 99)}"
+    return _envelope("AccountCreated", subject, at, "website-accounts", data)
+
+
+def _connection(rng: random.Random, subject: str, at: datetime) -> dict[str, Any]:
+    if rng.random() < 0.8:
+        ip = f"{rng.randint(2, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}." \
+             f"{rng.randint(1, 254)}"
+    else:
+        ip = f"2a01:cb00:{rng.randrange(1 << 16):x}:{rng.randrange(1 << 16):x}::" \
+             f"{rng.randrange(1 << 16):x}"
+    data: dict[str, Any] = {"ip": ip, "user_agent": rng.choice(_AGENTS),
+                            "cookie_id": uuid.UUID(int=rng.getrandbits(128)).hex}
+    if rng.random() < 0.6:
+        city, _, lat, lon = rng.choice(_CITIES)
+        data["location"] = {"latitude": round(lat + rng.uniform(-0.05, 0.05), 5),
+                            "longitude": round(lon + rng.uniform(-0.05, 0.05), 5),
+                            "city": city, "country": "FR"}
+    return _envelope("ConnectionRecorded", subject, at, "website-auth", data)
+
+
+def _consent(rng: random.Random, subject: str, at: datetime) -> dict[str, Any]:
+    purposes = rng.sample(_CONSENTED, rng.randint(1, len(_CONSENTED)))
+    data = {"purposes": purposes, "notice_version": "2026-01",
+            "mechanism": rng.choice(["banner_ok", "settings_page", "api"])}
+    return _envelope("ConsentGiven", subject, at, "website-consent", data)
+
+
+def _envelope(kind: str, subject: str, at: datetime, source: str,
+              data: dict[str, Any]) -> dict[str, Any]:
+    return {"event_id": str(uuid.uuid4()), "type": kind, "subject_id": subject,
+            "occurred_at": at.isoformat(timespec="microseconds"), "source": source, "data": data}
+
+
+def realistic_events(n: int, prefix: str, seed: int = 7,
+                     events_per_subject: int = 10) -> list[dict[str, Any]]:
+    """``n`` events in canonical JSON form over ``n // events_per_subject`` new subjects.
+
+    Each subject opens an account (AccountCreated), then logs in (ConnectionRecorded, ~60 %
+    of all events, 60 % of them with a location) and answers the banner (ConsentGiven, ~30 %).
+    Events of a day are interleaved across subjects, as a website's traffic is.
+    """
+    rng = random.Random(seed)
+    subjects = max(1, n // events_per_subject)
+    day = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
+    out: list[dict[str, Any]] = []
+    created: set[int] = set()
+    for i in range(n):
+        s = rng.randrange(subjects)
+        subject = f"{prefix}-{s:07d}"
+        at = day + timedelta(seconds=i * 2, microseconds=rng.randrange(1_000_000))
+        if s not in created:
+            created.add(s)
+            out.append(_account(rng, subject, at))
+        elif rng.random() < 0.667:
+            out.append(_connection(rng, subject, at))
+        else:
+            out.append(_consent(rng, subject, at))
+    return out
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def environment() -> dict[str, Any]:
+    return {"python": platform.python_version(), "machine": platform.machine(),
+            "cpus": os.cpu_count(), "platform": platform.platform(),
+            "at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def write_results(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / name
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+class Clock:
+    """Accumulates wall time (perf_counter) and this thread's CPU time (thread_time) per stage.
+
+    CPU time is what the stage itself costs; wall time adds waits (PostgreSQL round trips, the
+    GIL held by kafka-python's I/O thread, other processes on the machine).
+    """
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - t0
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.thread_time() - c0
