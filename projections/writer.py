@@ -18,22 +18,13 @@ from psycopg.types.json import Jsonb
 
 from events.catalogue import Catalogue, load_catalogue
 from events.codec import DecodeError, Record, decode
+from events.log import LogRecord
 
 PROJECTION_LOCK = 7_146_240_002  # serialises batch writers with `registre rebuild`
 Fold = Callable[[dict[str, Any] | None, Record], dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class Incoming:
-    """One record as read from the log."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
-    timestamp_ms: int
+Incoming = LogRecord  # one record as read from the log (by a Faust agent or a LogReader)
 
 
 @dataclass

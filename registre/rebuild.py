@@ -42,8 +42,7 @@ async def _rebuild(bootstrap: str, database_url: str, hooks: Sequence[Hook],
                        desc="rebuild")
             batch: list[Incoming] = []
             for rec in reader.read():
-                batch.append(Incoming(rec.topic, rec.partition, rec.offset, rec.key, rec.value,
-                                      rec.headers, rec.timestamp_ms))
+                batch.append(rec)
                 if len(batch) >= BATCH:
                     await apply_batch(conn, batch, fold, hooks=hooks, archive=False)
                     applied += len(batch)
