@@ -20,6 +20,7 @@ from deploy.runtime import EmbeddedBroker, EmbeddedPostgres
 from deploy.topics import ensure_topics
 from events.keystore import reapply_tombstones
 from projections.migrate import migrate
+from projections.roles import RolesMissing, ensure_analyst_login
 from registre.config import Settings, _alive
 
 log = structlog.get_logger("registre.runtime")
@@ -63,11 +64,20 @@ class Runtime:
                 again = reapply_tombstones(conn)  # a restored key store stays scrubbed
             if again:
                 log.warning("destroyed keys found again and destroyed", keys=again)
+            self.extra["analyst_database_url"] = self._analyst_login()
         except BaseException:
             self.stop()
             raise
         self.record()
         return self
+
+    def _analyst_login(self) -> str | None:
+        """The analysts' login (read-only, the `analytics` views only), where we may create it."""
+        try:
+            return ensure_analyst_login(self.database_url)
+        except (psycopg.Error, RolesMissing, PermissionError) as exc:
+            log.warning("no analyst login created", reason=type(exc).__name__)
+            return None
 
     @property
     def embedded_broker(self) -> bool:

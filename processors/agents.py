@@ -56,7 +56,7 @@ def build(config: WorkerConfig | None = None) -> faust.App:
         """Tamper evidence: chain every new record and sign a checkpoint, in the batch."""
         await achain_batch(cur, [chain_form(i) for i in out.items], signing["key"])
 
-    hooks = [hook for hook, _ in projection_hooks()]
+    hooks = [hook for hook, _ in projection_hooks(config.master_key)]
     hooks += [enforce_hook(policy, clock), chain_records]
     service = LedgerService(config.database_url, config.worker_id, hooks)
 

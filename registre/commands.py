@@ -110,7 +110,7 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from registre.rebuild import rebuild as run_rebuild
 
     kafka, database_url = settings.endpoints()
-    n = run_rebuild(kafka, database_url, progress=sys.stderr.isatty())
+    n = run_rebuild(kafka, database_url, app.master_key(settings), progress=sys.stderr.isatty())
     emit({"rebuilt": True, "records": n}, as_json=True)
     return 0
 

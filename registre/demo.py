@@ -130,11 +130,32 @@ def story(demo: Demo) -> None:
     demo.show(f"customer view of {deleted} (deleted their account)", demo.view(deleted))
 
 
+def analysts(demo: Demo) -> None:
+    """What an analyst sees: aggregates only, through the analyst login."""
+    url = demo.settings.runtime().get("analyst_database_url")
+    if not url:
+        return
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT purpose, asked, granted, consent_rate, suppressed FROM consent_daily"
+            " ORDER BY day, purpose").fetchall()
+        try:
+            conn.execute("SELECT count(*) FROM projections.customer_view")
+            refused = "no"
+        except psycopg.errors.InsufficientPrivilege:
+            refused = "yes (permission denied)"
+    demo.show("analyst: consent rate per purpose on 2026-03-03 (analytics.consent_daily)",
+              [{"purpose": p, "asked": a, "granted": g, "rate": str(r), "suppressed": sup}
+               for p, a, g, r, sup in rows])
+    demo.say(f"the analyst login reading the customer view is refused: {refused}")
+
+
 def run_demo(settings: Settings) -> int:
     demo = Demo(settings)
     try:
         demo.start()
         story(demo)
+        analysts(demo)
         from registre import demo_audit, demo_erasure
 
         demo_erasure.chapter(demo)

@@ -57,13 +57,14 @@ async def _rebuild(bootstrap: str, database_url: str, hooks: Sequence[Hook],
     return applied
 
 
-def rebuild(bootstrap: str, database_url: str, progress: bool = True) -> int:
+def rebuild(bootstrap: str, database_url: str, master_key: bytes | None = None,
+            progress: bool = True) -> int:
     """Replay the whole ledger into fresh projections; returns the records replayed.
 
     Side effects of the live processors (key destruction, the outbox) are not repeated:
     what they did is already in the log, and is folded like any other event.
     """
-    registered = projection_hooks()
+    registered = projection_hooks(master_key)
     hooks = [hook for hook, _ in registered]
     resets = [sql for _, sqls in registered for sql in sqls]
     return asyncio.run(_rebuild(bootstrap, database_url, hooks, resets, progress))

@@ -1,0 +1,325 @@
+"""Analyst projections: per-day and per-month aggregates, groups under 10 subjects suppressed.
+
+What analysts read (schema ``analytics``, views only; see ``migrations/006_analytics.sql``):
+
+============================== ================================================================
+view                           one row per group
+============================== ================================================================
+accounts_created_daily         UTC day: ``AccountCreated``
+accounts_deleted_daily         UTC day: ``AccountDeleted``
+erasures_daily                 UTC day: ``ErasureRequested``
+connections_daily              UTC day x country of the connection (``unknown`` if none/unreadable)
+consent_daily                  UTC day x purpose: asked (``ConsentGiven`` + ``ConsentRefused``
+                               choices), granted, refused, consent_rate = granted / asked
+withdrawals_daily              UTC day x purpose: ``ConsentWithdrawn`` choices
+disclosures_monthly            UTC month x recipient x basis: ``DataShared``
+============================== ================================================================
+
+A *group* is the set of distinct subjects behind one row. Every figure of a row is computed
+from that group only, and a group of fewer than ``MIN_SUBJECTS`` subjects is shown with
+``suppressed = true`` and every figure NULL. Rows hold coarse values only (day or month,
+country code, purpose, recipient, basis): never a subject id, an IP, a city or coordinates.
+
+Incremental distinct counts need to know who is already in a group: the private table
+``projections.analytics_members`` (unreadable by the analyst and by compliance) keeps one row
+per group and subject. For a connection group with a known country the member is not the
+subject id but ``HMAC(location data key of that subject and month, group)``: the country a
+subject connected from is never stored in clear beside its id, and once that key is destroyed
+(erasure, or 13 months) the row can no longer be tied to the subject. Every other member is
+``s:<subject_id>``, facts that the log itself keeps in clear (type, subject, instant, purpose).
+
+**Country of a connection.** It is a sealed leaf (``data.location.country``, pii category
+``location``), so the hook decrypts that one leaf, and nothing else, inside the batch
+transaction: ``make_hook(master_key)`` unwraps the subject's location key of that month from
+``keystore.data_keys`` through the same cursor, keeps only a two-letter code and forgets the
+key. A country that is absent, does not decrypt (key destroyed before the event was projected)
+or is not a two-letter code counts as ``unknown``. Consequence for ``registre rebuild``: a
+rebuild replays the log with the keys that exist *then*, so connections whose location key
+has been destroyed since (erasure, expiry after 13 months) move from their country to
+``unknown``; every other figure is rebuilt identically. Residual exposure, stated plainly:
+each batch's increments are written in the same transaction as the batch's other rows, so
+someone with raw access to the WAL or row versions could correlate a country counter with a
+batch holding a single connection; aggregates and tokens alone reveal nothing per subject.
+
+``tally`` / ``analyst_rows`` compute the very same figures directly from a list of records
+(pure, no database): the tests compare them with the views.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import psycopg
+import structlog
+
+from events.catalogue import Catalogue, PiiField, load_catalogue
+from events.codec import KeyLookup, Record, lookup_from, open_field
+from events.crypto import MasterKeyError, sealed_version, unwrap_key
+from events.keystore import KeyRef, key_period
+from projections.writer import Hook, Outcome
+
+log = structlog.get_logger("registre.analytics")
+
+MIN_SUBJECTS = 10  # must equal the threshold written in migrations/006_analytics.sql
+UNKNOWN = "unknown"
+MAX_RECIPIENT = 200  # characters of a recipient kept as a group key
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_TOKEN_LABEL = b"registre/analytics/member/v1"
+
+RESET_SQL: tuple[str, ...] = (
+    "DELETE FROM projections.analytics_members",
+    "DELETE FROM projections.analytics_totals",
+)
+
+# view -> (measure, key columns, figure columns), in the views' column order
+VIEWS: Mapping[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "accounts_created_daily": ("accounts_created", ("day",), ("accounts", "subjects")),
+    "accounts_deleted_daily": ("accounts_deleted", ("day",), ("accounts", "subjects")),
+    "erasures_daily": ("erasures", ("day",), ("erasures", "subjects")),
+    "connections_daily": ("connections", ("day", "country"), ("connections", "subjects")),
+    "consent_daily": ("consent", ("day", "purpose"),
+                      ("asked", "granted", "refused", "consent_rate", "subjects")),
+    "withdrawals_daily": ("withdrawals", ("day", "purpose"), ("withdrawals", "subjects")),
+    "disclosures_monthly": ("disclosures", ("month", "recipient", "basis"),
+                            ("disclosures", "subjects")),
+}
+
+
+@dataclass(frozen=True, order=True)
+class Group:
+    """One row of one view: the measure, its day (or month) and its coarse dimensions."""
+
+    measure: str
+    period: date
+    dim1: str = ""
+    dim2: str = ""
+
+
+@dataclass
+class Tally:
+    events: int = 0
+    granted: int = 0
+    subjects: set[str] = field(default_factory=set)
+
+
+def contributions(record: Record, country: str = UNKNOWN) -> list[tuple[Group, int, int]]:
+    """(group, events, granted) that one applied record adds; ``country`` for a connection."""
+    day = record.occurred_at.astimezone(UTC).date()
+    kind, d = record.type, record.data
+    if kind == "AccountCreated":
+        return [(Group("accounts_created", day), 1, 0)]
+    if kind == "AccountDeleted":
+        return [(Group("accounts_deleted", day), 1, 0)]
+    if kind == "ErasureRequested":
+        return [(Group("erasures", day), 1, 0)]
+    if kind == "ConnectionRecorded":
+        return [(Group("connections", day, country), 1, 0)]
+    if kind in ("ConsentGiven", "ConsentRefused"):
+        granted = 1 if kind == "ConsentGiven" else 0
+        return [(Group("consent", day, p), 1, granted) for p in sorted(set(d["purposes"]))]
+    if kind == "ConsentWithdrawn":
+        return [(Group("withdrawals", day, p), 1, 0) for p in sorted(set(d["purposes"]))]
+    if kind == "DataShared":  # recipient cut to MAX_RECIPIENT: a key must fit an index row
+        month = day.replace(day=1)
+        return [(Group("disclosures", month, d["recipient"][:MAX_RECIPIENT], d["basis"]), 1, 0)]
+    return []
+
+
+def _country_field(catalogue: Catalogue) -> PiiField:
+    return next(f for f in catalogue.types["ConnectionRecorded"].pii
+                if f.path == ("data", "location", "country"))
+
+
+def _sealed_country(record: Record) -> bytes | None:
+    location = record.data.get("location")
+    return location.get("country") if isinstance(location, Mapping) else None
+
+
+def connection_country(record: Record, lookup: KeyLookup | None,
+                       catalogue: Catalogue | None = None) -> str:
+    """The connection's country code, or ``unknown`` (absent, unreadable, not a code)."""
+    sealed = _sealed_country(record)
+    if sealed is None or lookup is None:
+        return UNKNOWN
+    value = open_field(record.type, record.event_id, record.subject_id, record.occurred_at,
+                       _country_field(catalogue or load_catalogue()), sealed, lookup)
+    return value if isinstance(value, str) and _COUNTRY.fullmatch(value) else UNKNOWN
+
+
+def tally(records: Iterable[Record], lookup: KeyLookup | None = None,
+          catalogue: Catalogue | None = None) -> dict[Group, Tally]:
+    """Every group's figures, straight from the records (each event id counted once).
+
+    ``lookup`` opens location keys for the country of connections (None: all ``unknown``).
+    Pure: no database, no clock.
+    """
+    catalogue = catalogue or load_catalogue()
+    out: dict[Group, Tally] = {}
+    seen: set[str] = set()
+    for record in records:
+        if record.event_id in seen:
+            continue
+        seen.add(record.event_id)
+        country = (connection_country(record, lookup, catalogue)
+                   if record.type == "ConnectionRecorded" else UNKNOWN)
+        for group, events, granted in contributions(record, country):
+            t = out.setdefault(group, Tally())
+            t.events += events
+            t.granted += granted
+            t.subjects.add(record.subject_id)
+    return out
+
+
+def _rate(granted: int, asked: int) -> Decimal | None:
+    if not asked:
+        return None
+    return (Decimal(granted) / Decimal(asked)).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+
+
+def _figures(measure: str, t: Tally) -> tuple[Any, ...]:
+    n = len(t.subjects)
+    if measure == "consent":
+        return (t.events, t.granted, t.events - t.granted, _rate(t.granted, t.events), n)
+    return (t.events, n)
+
+
+def _keys(g: Group) -> tuple[Any, ...]:
+    if g.measure == "disclosures":
+        return (g.period, g.dim1, g.dim2)
+    if g.measure in ("connections", "consent", "withdrawals"):
+        return (g.period, g.dim1)
+    return (g.period,)
+
+
+def analyst_rows(tallies: Mapping[Group, Tally]) -> dict[str, list[tuple[Any, ...]]]:
+    """What each analytics view shows for these tallies: key columns, figures, suppressed.
+
+    A group of fewer than MIN_SUBJECTS subjects keeps its keys, every figure None and
+    ``suppressed`` True. Rows are sorted; column order is that of ``VIEWS``.
+    """
+    out: dict[str, list[tuple[Any, ...]]] = {view: [] for view in VIEWS}
+    by_measure = {measure: view for view, (measure, _, _) in VIEWS.items()}
+    for g, t in tallies.items():
+        view = by_measure[g.measure]
+        width = len(VIEWS[view][2])
+        if len(t.subjects) >= MIN_SUBJECTS:
+            out[view].append((*_keys(g), *_figures(g.measure, t), False))
+        else:
+            out[view].append((*_keys(g), *([None] * width), True))
+    return {view: sorted(rows) for view, rows in out.items()}
+
+
+def analyst_figures(records: Iterable[Record], lookup: KeyLookup | None = None,
+                    catalogue: Catalogue | None = None) -> dict[str, list[tuple[Any, ...]]]:
+    """The views' rows computed directly from the records (``analyst_rows(tally(...))``)."""
+    return analyst_rows(tally(records, lookup, catalogue))
+
+
+# --- the hook -----------------------------------------------------------------------------
+
+
+def _member_token(key: bytes, group: Group) -> str:
+    sub = hmac.new(key, _TOKEN_LABEL, hashlib.sha256).digest()
+    label = "\x1f".join((group.measure, group.period.isoformat(), group.dim1, group.dim2))
+    return "k:" + hmac.new(sub, label.encode(), hashlib.sha256).hexdigest()
+
+
+def _location_ref(record: Record) -> KeyRef:
+    return KeyRef(record.subject_id, "location", key_period("location", record.occurred_at))
+
+
+async def _location_keys(cur: psycopg.AsyncCursor, master: bytes,
+                         records: list[Record]) -> dict[tuple[KeyRef, int], bytes]:
+    refs = sorted({_location_ref(r) for r in records
+                   if r.type == "ConnectionRecorded" and _sealed_country(r) is not None})
+    if not refs:
+        return {}
+    await cur.execute(
+        "SELECT subject_id, period, version, wrapped FROM keystore.data_keys"
+        " WHERE category = 'location' AND (subject_id, period) IN"
+        " (SELECT * FROM unnest(%s::text[], %s::text[]))",
+        ([r.subject_id for r in refs], [r.period for r in refs]),
+    )
+    keys: dict[tuple[KeyRef, int], bytes] = {}
+    failed = 0
+    for subject, period, version, wrapped in await cur.fetchall():
+        ref = KeyRef(subject, "location", period)
+        try:
+            keys[(ref, version)] = unwrap_key(master, ref.key_id(version), bytes(wrapped))
+        except MasterKeyError:
+            failed += 1  # counted as unknown: never fail the batch (it would dead-letter it)
+    if failed:
+        log.warning("location keys do not unwrap; countries counted as unknown", keys=failed)
+    return keys
+
+
+def make_hook(master_key: bytes, catalogue: Catalogue | None = None) -> Hook:
+    """The analytics hook for ``apply_batch``: ``async (cursor, outcome) -> None``.
+
+    ``master_key`` unwraps location keys to read the country of connections (only that leaf).
+    """
+    if len(master_key) != 32:
+        raise ValueError("the master key is 32 bytes")
+    cat = catalogue or load_catalogue()
+
+    async def analytics_hook(cur: psycopg.AsyncCursor, outcome: Outcome) -> None:
+        records = [record for _, record in outcome.applied]
+        if not records:
+            return
+        keys = await _location_keys(cur, master_key, records)
+        lookup = lookup_from(keys)
+        counts: dict[Group, list[int]] = {}
+        members: set[tuple[Group, str]] = set()
+        for record in records:
+            country, token_key = UNKNOWN, None
+            if record.type == "ConnectionRecorded":
+                country = connection_country(record, lookup, cat)
+                if country != UNKNOWN:
+                    version = sealed_version(_sealed_country(record) or b"")
+                    token_key = keys.get((_location_ref(record), version))
+            for group, events, granted in contributions(record, country):
+                c = counts.setdefault(group, [0, 0])
+                c[0] += events
+                c[1] += granted
+                member = (_member_token(token_key, group) if token_key is not None
+                          else "s:" + record.subject_id)
+                members.add((group, member))
+        fresh = await _insert_members(cur, sorted(members))
+        groups = sorted(counts)
+        await cur.execute(
+            "INSERT INTO projections.analytics_totals AS t"
+            " (measure, period, dim1, dim2, events, granted, subjects)"
+            " SELECT * FROM unnest(%s::text[], %s::date[], %s::text[], %s::text[],"
+            " %s::bigint[], %s::bigint[], %s::bigint[])"
+            " ON CONFLICT (measure, period, dim1, dim2) DO UPDATE SET"
+            " events = t.events + EXCLUDED.events, granted = t.granted + EXCLUDED.granted,"
+            " subjects = t.subjects + EXCLUDED.subjects",
+            ([g.measure for g in groups], [g.period for g in groups],
+             [g.dim1 for g in groups], [g.dim2 for g in groups],
+             [counts[g][0] for g in groups], [counts[g][1] for g in groups],
+             [fresh.get(g, 0) for g in groups]),
+        )
+
+    return analytics_hook
+
+
+async def _insert_members(cur: psycopg.AsyncCursor,
+                          members: list[tuple[Group, str]]) -> Counter[Group]:
+    """Insert membership rows; how many subjects are new in each group."""
+    await cur.execute(
+        "INSERT INTO projections.analytics_members (measure, period, dim1, dim2, member)"
+        " SELECT * FROM unnest(%s::text[], %s::date[], %s::text[], %s::text[], %s::text[])"
+        " ON CONFLICT DO NOTHING RETURNING measure, period, dim1, dim2",
+        ([g.measure for g, _ in members], [g.period for g, _ in members],
+         [g.dim1 for g, _ in members], [g.dim2 for g, _ in members],
+         [m for _, m in members]),
+    )
+    return Counter(Group(*row) for row in await cur.fetchall())
