@@ -33,16 +33,6 @@ def incoming(message: faust.types.tuples.Message) -> Incoming:
                     int((message.timestamp or 0) * 1000))
 
 
-def dead_letter_headers(item: Incoming, reason: str, event_type: str | None) -> list:
-    return [
-        ("registre-reason", reason[:300].encode()),
-        ("registre-source-topic", item.topic.encode()),
-        ("registre-source-partition", str(item.partition).encode()),
-        ("registre-source-offset", str(item.offset).encode()),
-        ("registre-type", (event_type or "").encode()),
-    ]
-
-
 def build(config: WorkerConfig | None = None) -> faust.App:
     config = config or WorkerConfig.from_env()
     app = create_app(config)
@@ -65,9 +55,11 @@ def build(config: WorkerConfig | None = None) -> faust.App:
             conn = await service.connection("heartbeat")
             signing["key"] = await aload_or_create_signing_key(conn, config.master_key)
 
+    topics = {t.get_topic_name(): t for t in (ledger, deadletters)}
+
     async def publish_rows(rows: list[outbox.Row]) -> None:
-        pending = [await ledger.send(key=key, value=value, headers=headers)
-                   for _, _, key, value, headers in rows]
+        pending = [await topics[topic].send(key=key or None, value=value, headers=headers)
+                   for _, topic, key, value, headers in rows]
         for fut in pending:
             await fut  # acknowledged before the outbox row is deleted
 
@@ -83,13 +75,9 @@ def build(config: WorkerConfig | None = None) -> faust.App:
         async for events in stream.take_events(config.batch_size, within=config.batch_within):
             await ensure_signing_key()
             started = time.perf_counter()
-            outcome = await service.apply([incoming(e.message) for e in events])
+            await service.apply([incoming(e.message) for e in events])
             applied_ms = (time.perf_counter() - started) * 1000
-            for item, reason, event_type in outcome.dead:
-                # The payload stays in the log (ciphertext); the dead letter says where and why.
-                await deadletters.send(key=None, value=b"",
-                                       headers=dead_letter_headers(item, reason, event_type))
-            await drain_outbox()
+            await drain_outbox()  # the ledger's own events and the dead letters of the batch
             log.debug("batch", events=len(events), applied_ms=round(applied_ms, 1),
                       total_ms=round((time.perf_counter() - started) * 1000, 1))
 

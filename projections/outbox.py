@@ -5,6 +5,7 @@ made the change). Publishing twice is harmless: downstream, an event id is appli
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 
 import psycopg
@@ -24,6 +25,7 @@ CLAIM_SQL = (
     " LIMIT %s FOR UPDATE SKIP LOCKED"
 )
 Row = tuple[int, str, bytes, bytes, list[tuple[str, bytes]]]
+_DEAD_NS = uuid.UUID("4d7f0a8e-1b9c-4f52-8a53-0c1e2d3f4a5b")
 
 
 def outbox_rows(events: Iterable[Event]) -> list[tuple]:
@@ -42,6 +44,20 @@ async def add(cur: psycopg.AsyncCursor, events: Iterable[Event]) -> None:
     rows = outbox_rows(events)
     if rows:
         await cur.executemany(INSERT_SQL, rows)
+
+
+def dead_letter_row(topic: str, partition: int, offset: int, reason: str,
+                    event_type: str | None, subject_id: str | None) -> tuple:
+    """A dead letter: where the record is and why it was not applied, with no payload (the
+    record stays in the log as it was). Keyed by the subject when the record named one."""
+    headers = [
+        ("registre-reason", reason[:300]), ("registre-source-topic", topic),
+        ("registre-source-partition", str(partition)), ("registre-source-offset", str(offset)),
+        ("registre-type", event_type or ""),
+    ]
+    event_id = uuid.uuid5(_DEAD_NS, f"{topic}/{partition}/{offset}")
+    return (event_id, topic_name("deadletter"), (subject_id or "").encode(), b"",
+            Jsonb([[k, base64.b64encode(v.encode()).decode()] for k, v in headers]))
 
 
 def _decode(raw: tuple) -> Row:

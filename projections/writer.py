@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 from events.catalogue import Catalogue, load_catalogue
 from events.codec import DecodeError, Record, decode
 from events.log import LogRecord
+from projections import outbox
 
 PROJECTION_LOCK = 7_146_240_002  # serialises batch writers with `registre rebuild`
 Fold = Callable[[dict[str, Any] | None, Record], dict[str, Any]]
@@ -133,6 +134,12 @@ async def apply_batch(
                 " reason) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 [(i.topic, i.partition, i.offset, t, reason[:500]) for i, reason, t in out.dead],
             )
+            if archive:  # live processing: the dead-letter topic gets them via the outbox
+                subjects = {(i.partition, i.offset): r.subject_id for i, r in decoded}
+                await cur.executemany(outbox.INSERT_SQL, [
+                    outbox.dead_letter_row(i.topic, i.partition, i.offset, reason, t,
+                                           subjects.get((i.partition, i.offset)))
+                    for i, reason, t in out.dead])
         for hook in hooks:
             await hook(cur, out)
         ends: dict[int, int] = {}

