@@ -8,10 +8,11 @@ and which fields are personal (the `"pii"` attribute naming the category).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
@@ -19,6 +20,8 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 NAMESPACE = "registre.events"
 CATEGORIES = ("identity", "contact", "connection", "location")
 MONTHLY_CATEGORIES = frozenset({"connection", "location"})
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,24 @@ def load_catalogue() -> Catalogue:
             pii=tuple(_pii_fields(expanded["fields"][1]["type"], ("data",), False)),
         )
     return Catalogue(types, {t.fingerprint: t for t in types.values()}, named)
+
+
+def per_type(build: Callable[[EventType], T]) -> Callable[[EventType], T]:
+    """``build`` run once per event type, its result reused: for what derives from a schema alone.
+
+    The hot paths (validation, encoding, headers) compile a plan from each type's schema the
+    first time they meet it. Types never change once loaded; the memo holds on to each type, so
+    its identity is a safe key.
+    """
+    memo: dict[int, tuple[EventType, T]] = {}
+
+    def get(etype: EventType) -> T:
+        hit = memo.get(id(etype))
+        if hit is None:
+            hit = memo[id(etype)] = (etype, build(etype))
+        return hit[1]
+
+    return get
 
 
 def load_topics() -> list[dict[str, Any]]:

@@ -3,6 +3,10 @@
 Messages use Avro single-object encoding: ``C3 01`` + the 8-byte little-endian CRC-64-AVRO
 fingerprint of the writer schema + the Avro binary body, so any reader can tell which schema
 in ``schemas/`` wrote a message. Personal leaves travel as sealed bytes (see `events.crypto`).
+
+Encoding follows a plan worked out once per type: seal each personal leaf present
+(`events.sealing`) into a copy of the data, then write it with fastavro. Decoding reads with
+fastavro too.
 """
 
 from __future__ import annotations
@@ -13,14 +17,23 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 import fastavro
 
-from events.catalogue import Catalogue, EventType, PiiField, load_catalogue
-from events.crypto import REDACTED, associated_data, open_sealed, seal, sealed_version
-from events.keystore import KeyRef, key_period
+from events.catalogue import (
+    MONTHLY_CATEGORIES,
+    Catalogue,
+    EventType,
+    PiiField,
+    load_catalogue,
+    per_type,
+)
+from events.crypto import associated_data, open_sealed, sealed_version
+from events.keystore import KeyRef, key_month, key_period
 from events.model import Event
+from events.sealing import EventSealer, KeyRing
 
 MAGIC = b"\xc3\x01"
 MAX_MESSAGE = 1 << 20  # larger values are refused on both sides
@@ -50,9 +63,12 @@ class Record:
         return out
 
 
+_MAPPINGS = (dict, MappingProxyType)  # the mappings events hold; others go through the ABC
+
+
 def _get(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     for part in path:
-        if not isinstance(data, Mapping):
+        if type(data) not in _MAPPINGS and not isinstance(data, Mapping):
             return None
         data = data.get(part)
         if data is None:
@@ -83,46 +99,104 @@ def _uuids_as_str(value: Any) -> Any:
     return str(value) if isinstance(value, uuid.UUID) else value
 
 
+_PLAIN_DOUBLE = struct.Struct(">d")
+Transform = Callable[[Any, "EventSealer | None"], bytes]  # seals one leaf of one event
+
+
 def plain_bytes(field: PiiField, value: Any) -> bytes:
-    return struct.pack(">d", value) if field.plain == "double" else str(value).encode()
+    """What is sealed for a personal leaf (the sealing transforms below inline it)."""
+    return _PLAIN_DOUBLE.pack(value) if field.plain == "double" else str(value).encode()
 
 
 def plain_value(field: PiiField, raw: bytes) -> Any:
-    return struct.unpack(">d", raw)[0] if field.plain == "double" else raw.decode()
+    return _PLAIN_DOUBLE.unpack(raw)[0] if field.plain == "double" else raw.decode()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How to encode one event type, worked out once from its schema."""
+
+    leaves: tuple[tuple[tuple[str, ...], Transform], ...]  # path under "data", how to seal
+    # each key category the type uses, with the paths (under "data") of its personal leaves
+    categories: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]
+    monthly: bool  # whether some of those categories have monthly keys
+
+
+# Sealing one leaf, ``seal(sealer, category, path, plaintext)``, under a module-level name that
+# the encoding looks up at each call, so that bench/publish.py can time it.
+seal = EventSealer.seal
+
+
+def _sealing(field: PiiField) -> Transform:
+    """The transform that seals a personal leaf (its `plain_bytes`) under its category's key."""
+    category, path = field.category, field.dotted.encode()
+    if field.plain == "double":
+        def seal_number(value: Any, sealer: EventSealer) -> bytes:
+            return seal(sealer, category, path, _PLAIN_DOUBLE.pack(value))
+
+        return seal_number
+
+    def seal_text(value: Any, sealer: EventSealer) -> bytes:
+        return seal(sealer, category, path, str(value).encode())
+
+    return seal_text
+
+
+def _build_plan(etype: EventType) -> _Plan:
+    sealing = {f.dotted: _sealing(f) for f in etype.pii}
+    paths: dict[str, list[tuple[str, ...]]] = {}
+    for f in etype.pii:
+        paths.setdefault(f.category, []).append(f.path[1:])
+    return _Plan(
+        leaves=tuple((f.path[1:], sealing[f.dotted]) for f in etype.pii),
+        categories=tuple((c, tuple(p)) for c, p in paths.items()),
+        monthly=any(c in MONTHLY_CATEGORIES for c in paths),
+    )
+
+
+_plan = per_type(_build_plan)
+
+
+def _present(data: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]) -> bool:
+    for path in paths:
+        if _get(data, path) is not None:
+            return True
+    return False
 
 
 def key_refs(event: Event, catalogue: Catalogue | None = None) -> set[KeyRef]:
     """The data keys needed to encrypt the event's personal fields."""
-    etype = (catalogue or load_catalogue()).types[event.type]
+    plan = _plan((catalogue or load_catalogue()).types[event.type])
+    month = key_month(event.occurred_at) if plan.monthly else ""
     return {
-        KeyRef(event.subject_id, f.category, key_period(f.category, event.occurred_at))
-        for f in etype.pii
-        if _get(event.data, f.path[1:]) is not None
+        KeyRef(event.subject_id, category, month if category in MONTHLY_CATEGORIES else "")
+        for category, paths in plan.categories
+        if _present(event.data, paths)
     }
 
 
 def encode(
     event: Event,
-    keys: Mapping[KeyRef, tuple[int, bytes]],
+    keys: Mapping[KeyRef, tuple[int, bytes]] | KeyRing,
     catalogue: Catalogue | None = None,
 ) -> bytes:
     """Seal personal fields with the subject's keys and write single-object Avro.
 
     A personal field whose key is absent from ``keys`` (erased subject) is written REDACTED.
+    Encoding many events, pass one `KeyRing` of their keys: each key is prepared once.
     """
     etype = (catalogue or load_catalogue()).types[event.type]
+    plan = _plan(etype)
+    sealer = None
+    if plan.categories:
+        ring = keys if isinstance(keys, KeyRing) else KeyRing(keys)
+        month = key_month(event.occurred_at) if plan.monthly else ""
+        sealer = EventSealer(ring, event.event_id, event.subject_id, event.type, month)
     data = _copy(event.data)
-    for f in etype.pii:
-        value = _get(data, f.path[1:])
-        if value is None:
-            continue
-        ref = KeyRef(event.subject_id, f.category, key_period(f.category, event.occurred_at))
-        if ref not in keys:
-            _set(data, f.path[1:], REDACTED)
-            continue
-        version, key = keys[ref]
-        aad = associated_data(event.event_id, event.subject_id, event.type, f.dotted, version)
-        _set(data, f.path[1:], seal(key, version, plain_bytes(f, value), aad))
+    for path, transform in plan.leaves:
+        value = _get(data, path)
+        if value is not None:
+            _set(data, path, transform(value, sealer))
     record = {
         "envelope": {
             "event_id": event.event_id,
@@ -132,10 +206,14 @@ def encode(
         },
         "data": data,
     }
-    buf = io.BytesIO()
-    buf.write(MAGIC + etype.fingerprint)
-    fastavro.schemaless_writer(buf, etype.parsed, record)
-    return buf.getvalue()
+    out = io.BytesIO()
+    out.write(MAGIC + etype.fingerprint)
+    try:
+        fastavro.schemaless_writer(out, etype.parsed, record)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{event.type}: a value does not fit the schema ({type(exc).__name__})") from None
+    return out.getvalue()
 
 
 def event_type_of(value: bytes, catalogue: Catalogue | None = None) -> EventType:

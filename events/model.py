@@ -52,6 +52,31 @@ class Event:
         object.__setattr__(self, "occurred_at", self.occurred_at.astimezone(UTC))
         object.__setattr__(self, "data", _freeze(self.data))
 
+    @classmethod
+    def from_validated(
+        cls,
+        event_id: str,
+        type: str,
+        subject_id: str,
+        occurred_at: datetime,
+        source: str,
+        data: Mapping[str, Any],
+    ) -> Event:
+        """An event from values `events.validation` has just built, taken without a copy.
+
+        ``data`` must already be frozen (read-only mappings and tuples that nothing else holds)
+        and ``occurred_at`` timezone-aware: what ``__post_init__`` would otherwise ensure.
+        """
+        event = object.__new__(cls)
+        setattr_ = object.__setattr__
+        setattr_(event, "event_id", event_id)
+        setattr_(event, "type", type)
+        setattr_(event, "subject_id", subject_id)
+        setattr_(event, "occurred_at", occurred_at.astimezone(UTC))
+        setattr_(event, "source", source)
+        setattr_(event, "data", data)
+        return event
+
     def to_json(self) -> dict[str, Any]:
         """The canonical JSON form of domain.md."""
         return {

@@ -15,10 +15,11 @@ import structlog
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from events.catalogue import Catalogue, load_catalogue, topic_name
+from events.catalogue import Catalogue, EventType, load_catalogue, per_type, topic_name
 from events.codec import MAX_MESSAGE, encode, key_refs
-from events.keystore import KeyStore
+from events.keystore import KeyRef, KeyStore
 from events.model import Event
+from events.sealing import KeyRing
 from events.validation import InvalidEvent, parse_event
 
 log = structlog.get_logger("registre.publisher")
@@ -37,9 +38,14 @@ class PublishReport:
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (index, "field: reason")
 
 
+@per_type
+def _shared_headers(etype: EventType) -> list[tuple[str, bytes]]:
+    """The headers of every message of that type: one list, which kafka-python only reads."""
+    return [(TYPE_HEADER, etype.name.encode()), (SCHEMA_HEADER, etype.fingerprint.hex().encode())]
+
+
 def headers_for(event_type: str, catalogue: Catalogue) -> list[tuple[str, bytes]]:
-    fp = catalogue.types[event_type].fingerprint
-    return [(TYPE_HEADER, event_type.encode()), (SCHEMA_HEADER, fp.hex().encode())]
+    return list(_shared_headers(catalogue.types[event_type]))
 
 
 class Publisher:
@@ -107,15 +113,18 @@ class Publisher:
                 report.rejected.append((index, str(exc)))
         if not valid:
             return report
-        refs = set().union(*(key_refs(e, self.catalogue) for e in valid))
-        keys = self.keystore.keys_for_writing(refs)
+        refs: set[KeyRef] = set()
+        for event in valid:
+            refs |= key_refs(event, self.catalogue)
+        keys = KeyRing(self.keystore.keys_for_writing(refs))  # each key prepared once
         encoded = [encode(event, keys, self.catalogue) for event in valid]  # all, before sending
+        types = self.catalogue.types
         futures = []
         try:
             for event, value in zip(valid, encoded, strict=True):
                 futures.append(self._producer.send(
                     self.topic, key=event.subject_id.encode(), value=value,
-                    headers=headers_for(event.type, self.catalogue),
+                    headers=_shared_headers(types[event.type]),
                 ))
             self._producer.flush()
             for fut in futures:
