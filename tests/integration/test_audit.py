@@ -9,7 +9,6 @@ import asyncio
 import itertools
 import json
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,7 +37,7 @@ from projections.positions import applied_positions
 from projections.writer import Incoming, apply_batch
 from registre import audit
 from registre.replay import partition_for, subject_log, subject_records
-from tests.integration.workers import client_env, personal_values, publish
+from tests.integration.workers import REGISTRE, client_env, personal_values, publish
 
 pytestmark = pytest.mark.integration
 
@@ -364,7 +363,7 @@ def test_the_audit_commands(ledger, master_key: bytes, tmp_path: Path):
     env = client_env(ledger.broker, ledger.database_url, master_key, tmp_path / "home")
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "registre", *args], env=env,
+        return subprocess.run([REGISTRE, *args], env=env,
                               capture_output=True, text=True, timeout=120)
 
     done = cli("audit", "consent", s, "--purpose", "marketing", "--at",

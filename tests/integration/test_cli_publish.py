@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,11 +14,11 @@ import pytest
 from deploy.runtime import free_port
 from events.codec import decode
 from events.log import LogReader
+from tests.integration.workers import REGISTRE
 
 pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
-REGISTRE = str(Path(sys.executable).parent / "registre")
 
 
 def example(name: str, line: int = 1) -> dict:

@@ -10,11 +10,13 @@ from datetime import UTC, datetime
 import pytest
 import workers as w
 
+from tests.integration.workers import REGISTRE
+
 pytestmark = pytest.mark.integration
 
 
 def registre(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["registre", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([REGISTRE, *args], env=env, capture_output=True, text=True,
                           timeout=60, cwd=w.ROOT)
 
 

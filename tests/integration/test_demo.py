@@ -8,13 +8,15 @@ import subprocess
 import pytest
 import workers as w
 
+from tests.integration.workers import REGISTRE
+
 pytestmark = pytest.mark.integration
 
 
 def test_demo_runs_start_to_finish(tmp_path):
     env = w.base_env()
     env["REGISTRE_HOME"] = str(tmp_path / "home")
-    done = subprocess.run(["registre", "demo"], env=env, capture_output=True, text=True,
+    done = subprocess.run([REGISTRE, "demo"], env=env, capture_output=True, text=True,
                           timeout=180, cwd=w.ROOT, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout

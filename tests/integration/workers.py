@@ -31,6 +31,7 @@ from projections.positions import applied_positions, lag
 from projections.queries import view_hashes
 
 ROOT = Path(__file__).resolve().parents[2]
+REGISTRE = str(Path(sys.executable).parent / "registre")  # the console script the README uses
 PARIS = timezone(timedelta(hours=1))
 
 
