@@ -17,6 +17,7 @@ import faust
 from events.catalogue import topic_name
 from events.crypto import load_master_key
 from processors import tuning
+from projections.jsonb import use_fast_json
 from registre.config import Settings
 
 
@@ -26,7 +27,7 @@ class WorkerConfig:
     database_url: str
     worker_id: str
     embedded: bool  # tune the group protocol for the local broker
-    batch_size: int = 500
+    batch_size: int = 2000
     batch_within: float = 0.05
     sweep_seconds: float = 3600.0
     env: Mapping[str, str] = field(default_factory=dict)
@@ -43,7 +44,7 @@ class WorkerConfig:
             database_url=database_url,
             worker_id=env.get("REGISTRE_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
             embedded=env.get("REGISTRE_EMBEDDED", "") == "1",
-            batch_size=int(env.get("REGISTRE_BATCH_SIZE") or 500),
+            batch_size=int(env.get("REGISTRE_BATCH_SIZE") or 2000),
             sweep_seconds=float(env.get("REGISTRE_SWEEP_SECONDS") or 3600),
             env=env,
             master_key=load_master_key(dict(env), settings.home, generate=False)[0],
@@ -52,6 +53,7 @@ class WorkerConfig:
 
 def create_app(config: WorkerConfig) -> faust.App:
     tuning.apply()
+    use_fast_json()
     # Against the embedded broker the first rebalance otherwise waits ~30 s (session timeout
     # / 2); a short session timeout brings a worker's start to a few seconds.
     session = 6.0 if config.embedded else 30.0

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from projections.jsonb import use_fast_json
 from registre.config import Settings
 from registre.errors import UserError, user_errors
 from registre.logs import configure
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure(args.log_level)
+    use_fast_json()
     from registre import commands, commands_audit, commands_erasure  # noqa: F401 - handlers
 
     settings = Settings.from_env()
