@@ -51,6 +51,9 @@ _CONSENTED = ["optimisation", "personalised_ads", "marketing", "third_party_cook
 class Services:
     bootstrap: str
     database_url: str
+    home: Path | None = None  # the temp dir holding both services' data
+    broker_pid: int | None = None
+    postgres_pid: int | None = None  # the postmaster (its backends are its children)
 
 
 @contextmanager
@@ -68,7 +71,9 @@ def embedded_services(keep: bool = False) -> Iterator[Services]:
         bootstrap = broker.start()
         ensure_topics(bootstrap)
         migrate(database_url)
-        yield Services(bootstrap, database_url)
+        yield Services(bootstrap, database_url, home,
+                       broker.process.pid if broker.process else None,
+                       pg.server.get_pid() if pg.server else None)  # type: ignore[attr-defined]
     finally:
         broker.stop()
         pg.stop()
@@ -76,6 +81,170 @@ def embedded_services(keep: bool = False) -> Iterator[Services]:
             import shutil
 
             shutil.rmtree(home, ignore_errors=True)
+
+
+@contextmanager
+def extra_broker(home: Path) -> Iterator[tuple[str, int | None]]:
+    """Another embedded broker (empty, with the manifest's topics): (bootstrap, pid)."""
+    from deploy.runtime import EmbeddedBroker
+    from deploy.topics import ensure_topics
+
+    broker = EmbeddedBroker(home)
+    try:
+        bootstrap = broker.start()
+        ensure_topics(bootstrap)
+        yield bootstrap, broker.process.pid if broker.process else None
+    finally:
+        broker.stop()
+
+
+def database_named(url: str, name: str) -> str:
+    """The URL of database ``name`` on the server of ``url``."""
+    base, _, query = url.partition("?")
+    base = base.rsplit("/", 1)[0]
+    return f"{base}/{name}" + (f"?{query}" if query else "")
+
+
+def copy_database(url: str, template: str, name: str) -> str:
+    """CREATE DATABASE name TEMPLATE template (nobody may be connected to the template)."""
+    import psycopg
+
+    with psycopg.connect(database_named(url, "template1"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return database_named(url, name)
+
+
+def publish_events(bootstrap: str, database_url: str, master: bytes,
+                   events: list[dict[str, Any]], batch: int = 1000) -> dict[str, float]:
+    """Publish with registre's Publisher (what services use; 30 s key cache as the CLI):
+    wall seconds, this process's CPU seconds, events/s."""
+    from events.keystore import KeyStore
+    from events.publisher import Publisher
+
+    keystore = KeyStore.connect(database_url, master, cache_seconds=30.0)
+    with Publisher(bootstrap, keystore, owns_keystore=True) as publisher:
+        publisher._producer.partitions_for(publisher.topic)  # metadata before the clock
+        t0, c0 = time.perf_counter(), time.process_time()
+        for i in range(0, len(events), batch):
+            report = publisher.publish_many(events[i:i + batch])
+            if report.rejected:
+                raise SystemExit(f"bench: events rejected: {report.rejected[:3]}")
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"seconds": wall, "cpu_seconds": cpu, "events_per_s": len(events) / wall,
+            "cpu_us_per_event": cpu * 1e6 / len(events)}
+
+
+def copy_log(source: str, target: str) -> int:
+    """Copy every ledger record to the same partition of another broker, in order, so that
+    partitions and offsets are the same (raw kafka-python producer; nothing re-encoded)."""
+    from kafka import KafkaProducer
+
+    from events.codec import MAX_MESSAGE
+    from events.log import LogReader
+
+    producer = KafkaProducer(bootstrap_servers=target, client_id="bench-copy", acks="all",
+                             enable_idempotence=True, linger_ms=20, batch_size=1 << 20,
+                             max_request_size=2 * MAX_MESSAGE, max_block_ms=60_000)
+    n = 0
+    try:
+        with LogReader(source) as reader:
+            producer.partitions_for(reader.topic)
+            for rec in reader.read():
+                producer.send(reader.topic, key=rec.key, value=rec.value,
+                              headers=list(rec.headers), partition=rec.partition)
+                n += 1
+        producer.flush()
+    finally:
+        producer.close()
+    with LogReader(source) as a, LogReader(target) as b:
+        if a.end_offsets() != b.end_offsets():
+            raise SystemExit("bench: copied log differs from its source")
+    return n
+
+
+def machine() -> dict[str, Any]:
+    """What the figures ran on: CPUs, memory, load."""
+    import psutil
+
+    return {**environment(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def process_tree(pid: int | None) -> list[Any]:
+    """A process and its children (psutil objects); [] when it is gone."""
+    import psutil
+
+    if not pid:
+        return []
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+class CpuTracker:
+    """CPU seconds used by named process trees since ``start()``, counting processes that
+    exit meanwhile (PostgreSQL backends of a closed connection) up to their last sample:
+    call ``sample()`` often (the benchmarks poll every 50-100 ms)."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = pids
+        self.base: dict[tuple[int, float], float] = {}
+        self.last: dict[str, dict[tuple[int, float], float]] = {name: {} for name in pids}
+
+    def _read(self, name: str) -> dict[tuple[int, float], float]:
+        import psutil
+
+        out = {}
+        for proc in process_tree(self.pids[name]):
+            try:
+                t = proc.cpu_times()
+                out[(proc.pid, proc.create_time())] = t.user + t.system
+            except psutil.Error:
+                pass
+        return out
+
+    def start(self) -> CpuTracker:
+        for name in self.pids:
+            now = self._read(name)
+            self.base.update(now)
+            self.last[name] = dict(now)
+        return self
+
+    def sample(self) -> dict[str, float]:
+        for name in self.pids:
+            self.last[name].update(self._read(name))
+        return self.totals()
+
+    def totals(self) -> dict[str, float]:
+        return {name: sum(v - self.base.get(k, 0.0) for k, v in seen.items())
+                for name, seen in self.last.items()}
+
+
+def cpu_seconds(pids: dict[str, int | None]) -> dict[str, float]:
+    """user+system CPU seconds so far of each named process tree (children included)."""
+    import psutil
+
+    out = {}
+    for name, pid in pids.items():
+        total = 0.0
+        for proc in process_tree(pid):
+            try:
+                t = proc.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        out[name] = total
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def _account(rng: random.Random, subject: str, at: datetime) -> dict[str, Any]:
