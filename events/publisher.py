@@ -96,11 +96,13 @@ class Publisher:
         return parse_event(item, self.catalogue, self.allow_registre)
 
     def publish(self, event: Event | Mapping[str, Any]) -> Event:
-        """Publish one event and wait for the broker's acknowledgement."""
-        report = self.publish_many([event])
-        if report.rejected:
-            raise InvalidEvent(*report.rejected[0][1].split(": ", 1))
-        return self._last
+        """Publish one event and wait for the broker's acknowledgement.
+
+        Raises InvalidEvent (naming the field) for an event that must not be published.
+        """
+        valid = self._validate(event)
+        self._send([valid])
+        return valid
 
     def publish_many(self, items: Iterable[Event | Mapping[str, Any]]) -> PublishReport:
         """Validate all, publish the valid ones, wait for every acknowledgement."""
@@ -111,8 +113,14 @@ class Publisher:
                 valid.append(self._validate(item))
             except InvalidEvent as exc:
                 report.rejected.append((index, str(exc)))
-        if not valid:
-            return report
+        if valid:
+            self._send(valid)
+            report.published = len(valid)
+        log.info("published", events=report.published, rejected=len(report.rejected))
+        return report
+
+    def _send(self, valid: list[Event]) -> None:
+        """Encrypt and encode every event, then produce them all and wait for the acks."""
         refs: set[KeyRef] = set()
         for event in valid:
             refs |= key_refs(event, self.catalogue)
@@ -131,7 +139,3 @@ class Publisher:
                 fut.get(timeout=30)
         except KafkaError as exc:
             raise PublishError(f"broker did not acknowledge: {type(exc).__name__}") from None
-        report.published = len(valid)
-        self._last = valid[-1]
-        log.info("published", events=len(valid), rejected=len(report.rejected))
-        return report

@@ -83,7 +83,7 @@ def view(args: argparse.Namespace, settings: Settings) -> int:
     import psycopg
 
     from projections.queries import customer_view
-    from registre.views import render
+    from registre.views import brief, render
 
     if args.retained:
         from registre.commands_erasure import retained_view
@@ -98,10 +98,7 @@ def view(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(f"{args.subject}: no such subject in the customer view")
     with app.open_keystore(settings) as keystore:
         answer = render(doc, keystore, datetime.now(UTC))
-    if not args.json:
-        for k in ("consent_details", "counts", "created_at", "deleted_at", "erased_at"):
-            answer.pop(k, None)
-    emit(answer, as_json=args.json)
+    emit(answer if args.json else brief(answer), as_json=args.json)
     return 0
 
 

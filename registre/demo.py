@@ -25,7 +25,7 @@ from registre.config import Settings
 from registre.demo_data import website_day
 from registre.errors import UserError
 from registre.text import render_text
-from registre.views import render
+from registre.views import brief, render
 
 
 class Demo:
@@ -86,10 +86,7 @@ class Demo:
         with psycopg.connect(database_url) as conn:
             doc = customer_view(conn, subject)
         with app.open_keystore(self.settings) as ks:
-            answer = render(doc, ks, datetime.now(UTC), **kw)
-        for k in ("consent_details", "created_at", "deleted_at", "erased_at"):
-            answer.pop(k, None)
-        return answer
+            return brief(render(doc, ks, datetime.now(UTC), **kw))
 
     def pick(self, predicate: Callable[[list[dict[str, Any]]], bool]) -> str:
         by_subject: dict[str, list[dict[str, Any]]] = {}

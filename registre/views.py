@@ -95,3 +95,11 @@ def render(doc: dict[str, Any], keystore: KeyStore, now: datetime,
         "deleted_at": doc["deleted_at"],
         "erased_at": doc["erased_at"],
     }
+
+
+DETAILS = ("consent_details", "counts", "created_at", "deleted_at", "erased_at")
+
+
+def brief(answer: dict[str, Any]) -> dict[str, Any]:
+    """The view without its details: what a person reads in the text output."""
+    return {k: v for k, v in answer.items() if k not in DETAILS}
