@@ -228,13 +228,14 @@ def export(args: argparse.Namespace, settings: Settings) -> int:
 
     from registre import app
     from registre import audit as svc
+    from registre import export as export_svc
 
     with _questions("export"):
         svc.check_subject(args.subject)
         months = _consent_months(settings)
         kafka, database_url = settings.endpoints()
         with _connect(database_url) as conn, app.open_keystore(settings) as keystore:
-            doc = svc.export(kafka, conn, keystore, args.subject, _now(),
+            doc = export_svc.export(kafka, conn, keystore, args.subject, _now(),
                              _reader(args, settings), args.case, months)
     if args.output:
         path = Path(args.output)
@@ -242,7 +243,7 @@ def export(args: argparse.Namespace, settings: Settings) -> int:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(doc, out, ensure_ascii=False, indent=2)
             out.write("\n")
-        emit({"written": str(path), **svc.export_summary(doc)}, args.json)
+        emit({"written": str(path), **export_svc.export_summary(doc)}, args.json)
     else:
         emit(doc, args.json)
     return 0

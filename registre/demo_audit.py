@@ -18,7 +18,7 @@ from processors import audit as folds
 from processors.policy import policy_from_env
 from projections.access_log import accesses
 from projections.queries import subjects_sample
-from registre import app, audit
+from registre import app, audit, export
 from registre.demo import Demo
 from registre.replay import subject_records
 
@@ -106,11 +106,11 @@ def chapter(demo: Demo) -> None:
 
         # 5. access and portability
         active = subject
-        doc = audit.export(kafka, conn, keystore, active, now, "demo-dpo", "REQ-DEMO-15")
+        doc = export.export(kafka, conn, keystore, active, now, "demo-dpo", "REQ-DEMO-15")
         demo.show(f"export {active} (summary of the art. 15/20 document)",
-                  audit.export_summary(doc))
+                  export.export_summary(doc))
         for erased in subjects_sample(conn, "erased", 1):
-            gone = audit.export_summary(audit.export(kafka, conn, keystore, erased, now,
+            gone = export.export_summary(export.export(kafka, conn, keystore, erased, now,
                                                      "demo-dpo", "REQ-DEMO-17"))
             demo.say(f"export {erased} (erased): {gone['personal_fields_readable']} personal "
                      f"field(s) readable, {gone['events']} events, "

@@ -35,7 +35,7 @@ from projections.erasure_store import enforce_hook
 from projections.hooks import projection_hooks
 from projections.positions import applied_positions
 from projections.writer import Incoming, apply_batch
-from registre import audit
+from registre import audit, export
 from registre.replay import partition_for, subject_log, subject_records
 from tests.integration.workers import REGISTRE, client_env, personal_values, publish
 
@@ -299,8 +299,8 @@ def test_export_of_an_erased_subject_has_no_personal_field(ledger):
     now = datetime.now(UTC)
     ks = ledger.keystore
     with ledger.conn() as conn:
-        doc = audit.export(ledger.broker, conn, ks, erased, now, "dpo", "REQ-ERASED")
-        control = audit.export(ledger.broker, conn, ks, live, now, "dpo")
+        doc = export.export(ledger.broker, conn, ks, erased, now, "dpo", "REQ-ERASED")
+        control = export.export(ledger.broker, conn, ks, live, now, "dpo")
         reads = accesses(conn, erased)
     text = json.dumps(doc, ensure_ascii=False)
     needles = personal_values(erased_events)
@@ -325,7 +325,7 @@ def test_export_of_an_erased_subject_has_no_personal_field(ledger):
     applying = {p["purpose"] for p in control["processing"] if p["applies"]}
     assert {"service", "marketing", "security"} <= applying
     assert "personalised_ads" not in applying
-    summary = audit.export_summary(control)
+    summary = export.export_summary(control)
     assert summary["disclosures"] == 1 and summary["personal_fields_readable"] >= 2
 
 
