@@ -39,7 +39,9 @@ from deploy.topics import ensure_topics
 from events.catalogue import load_topics
 from events.crypto import MasterKeyError, load_master_key, unwrap_key
 from events.keystore import KeyRef
+from processors.app import PROCESSOR_GROUP
 from projections.migrate import migrate
+from projections.positions import align_group
 
 log = structlog.get_logger("registre.init")
 
@@ -239,6 +241,9 @@ def initialise(env: Mapping[str, str], timeout: float | None = None,
     keys = check_master_key(database_url, master) if master is not None else None
     if master is not None:
         log.info("master key checked", data_keys=keys)
+    # The workers start after this job: they resume from the projections' own positions.
+    aligned = align_group(kafka, database_url, PROCESSOR_GROUP)
+    log.info("consumer group aligned on the projections", partitions=len(aligned))
     return {"ready": True, "kafka": kafka, "brokers": brokers, "topics": topics,
             "database_url": safe_url(database_url), "migrations_applied": applied,
             "data_keys": keys, "master_key_checked": master is not None}

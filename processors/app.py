@@ -20,6 +20,8 @@ from processors import tuning
 from projections.jsonb import use_fast_json
 from registre.config import Settings
 
+PROCESSOR_GROUP = "registre-processors"  # the Faust app id, so the Kafka consumer group
+
 
 @dataclass(frozen=True)
 class WorkerConfig:
@@ -58,7 +60,7 @@ def create_app(config: WorkerConfig) -> faust.App:
     # / 2); a short session timeout brings a worker's start to a few seconds.
     session = 6.0 if config.embedded else 30.0
     return faust.App(
-        "registre-processors",
+        PROCESSOR_GROUP,
         broker=f"kafka://{config.kafka}",
         store="memory://",
         web_enabled=False,

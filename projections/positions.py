@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import psycopg
+import structlog
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
 
 from events.catalogue import topic_name
 from events.log import LogReader
+
+log = structlog.get_logger("registre.positions")
 
 
 def applied_positions(conn: psycopg.Connection, consumer: str = "ledger",
@@ -33,3 +39,35 @@ def backlog(bootstrap: str, database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
         pending = conn.execute("SELECT count(*) FROM projections.outbox").fetchone()[0]
     return behind + pending
+
+
+def align_group(bootstrap: str, database_url: str, group: str) -> dict[int, int]:
+    """Commit the projections' positions as the processors' consumer-group offsets.
+
+    Run before any worker joins: workers then resume exactly where PostgreSQL says, not where
+    Kafka's committed offsets say. That matters when the broker lost its group offsets (the
+    embedded broker after a restart: no re-reading the whole log) and when the database was
+    restored from an older backup (the events it lacks are applied again, not skipped).
+    Returns what was committed ({} when the group is active, which refuses the commit).
+    """
+    with psycopg.connect(database_url) as conn:
+        applied = applied_positions(conn)
+    if not applied:
+        return {}
+    topic = topic_name("ledger")
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False, client_id="registre-align",
+                             bootstrap_timeout_ms=5_000, request_timeout_ms=10_000)
+    try:
+        offsets = {TopicPartition(topic, p): OffsetAndMetadata(o, "", -1)
+                   for p, o in applied.items()}
+        consumer.assign(list(offsets))
+        try:
+            consumer.commit(offsets)
+        except KafkaError as exc:
+            log.warning("consumer group not aligned on the projections", group=group,
+                        reason=type(exc).__name__)
+            return {}
+    finally:
+        consumer.close()
+    return applied

@@ -12,8 +12,9 @@ import warnings
 import structlog
 
 from deploy.embedded import Runtime
+from processors.app import PROCESSOR_GROUP
 from projections.archive import LogShorter, restore_if_needed
-from projections.positions import backlog
+from projections.positions import align_group, backlog
 from registre import app
 from registre.config import Settings
 from registre.errors import UserError
@@ -88,6 +89,7 @@ def run_foreground(settings: Settings, workers: int = 1) -> int:
                                          can_restore=runtime.embedded_broker)
         except LogShorter as exc:
             raise UserError(str(exc)) from None
+        align_group(runtime.kafka, runtime.database_url, PROCESSOR_GROUP)
         procs = [spawn_worker(settings, runtime, i) for i in range(workers)]
         runtime.record(processors=[{"worker_id": f"worker-{i}", "pid": p.pid}
                                    for i, p in enumerate(procs)], restored=restored)
