@@ -275,12 +275,31 @@ def versions() -> dict[str, str]:
     return out
 
 
+def git_state() -> dict[str, Any]:
+    """The commit measured, and whether the tree had changes (figures belong to a commit)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                  timeout=10).stdout.rstrip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = [line[3:] for line in git("status", "--porcelain").splitlines()
+               if not line[3:].startswith("bench/results/")]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "changed_files": changed}
+
+
 def run(mode: str, only: list[str], profile: bool,
         log: Callable[[str], None] = say) -> dict[str, Any]:
     cfg = MODES[mode]
     results: dict[str, Any] = {}
     timings: dict[str, float] = {}
     before = machine()
+    code = git_state()
     with LoadMonitor() as load:
         for stage in only:
             log(f"== {stage} ({mode})")
@@ -302,7 +321,8 @@ def run(mode: str, only: list[str], profile: bool,
             log(f"   {stage} took {timings[stage]:.0f} s")
     table = rows(results)
     summary = {
-        "mode": mode, "config": cfg, "machine": before, "load_average_during_run":
+        "mode": mode, "config": cfg, "machine": before, "git": code,
+        "git_after": git_state(), "load_average_during_run":
         load.summary(), "stage_seconds": timings, "versions": versions(), "table": table,
         "profiles": profiles(results), "results": results,
         "title": f"registre bench --{mode}, {before['cpus']} CPUs, load "
