@@ -80,7 +80,7 @@ def plot(series: dict[str, Any], path: Path, title: str = "") -> Path:
             twin.set_ylabel("log scan, ms per subject", color="gray")
             lines = right.get_legend_handles_labels()
             more = twin.get_legend_handles_labels()
-            right.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper left")
+            right.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="best")
         else:
             right.legend(fontsize=8)
     if title:
@@ -93,11 +93,14 @@ def plot(series: dict[str, Any], path: Path, title: str = "") -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    source = Path(argv[0]) if argv else RESULTS / "summary.json"
-    target = Path(argv[1]) if len(argv) > 1 else RESULTS / "scaling.png"
-    summary = json.loads(source.read_text())
-    print(plot(summary["scaling"]["series"], target, summary.get("title", "")))
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("summary", nargs="?", default=str(RESULTS / "summary.json"))
+    p.add_argument("png", nargs="?", default=str(RESULTS / "scaling.png"))
+    args = p.parse_args(argv)
+    summary = json.loads(Path(args.summary).read_text())
+    print(plot(summary["scaling"]["series"], Path(args.png), summary.get("title", "")))
     return 0
 
 

@@ -173,15 +173,18 @@ def _watch(proc: subprocess.Popen, logfile: Path, progress: Callable[[], int], t
 
 def run_worker(bootstrap: str, database_url: str, master: bytes, home: Path, total: int,
                pids: dict[str, int | None], timeout: float = 3600.0,
-               profile: Path | None = None) -> dict[str, Any]:
-    """One `python -m processors` worker over the whole log; stopped once lag is 0."""
+               profile: Path | None = None,
+               command: list[str] | None = None) -> dict[str, Any]:
+    """One `python -m processors` worker over the whole log; stopped once lag is 0.
+    ``command`` replaces ``-m processors`` (a wrapper for an experiment)."""
     home.mkdir(parents=True, exist_ok=True)
     logfile = home / "worker.log"
     ends = log_ends(bootstrap)
     if sum(ends.values()) != total:
         raise SystemExit(f"bench: the log holds {sum(ends.values())} records, not {total}")
     with open(logfile, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "processors"], cwd=ROOT, stdout=log,
+        proc = subprocess.Popen([sys.executable, *(command or ["-m", "processors"])],
+                                cwd=ROOT, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=_env(bootstrap, database_url, master, home, "bench-worker"))
     conn = psycopg.connect(database_url, autocommit=True)

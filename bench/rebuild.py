@@ -129,10 +129,38 @@ def child(kind: str, bootstrap: str, database_url: str) -> int:
     print(json.dumps({"ready": True}), flush=True)
     if sys.stdin.readline().strip() != "go":
         return 1
+    import gc
+
+    gc_time = [0.0, 0.0]  # seconds in the garbage collector, start of the current collection
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_time[1] = time.perf_counter()
+        else:
+            gc_time[0] += time.perf_counter() - gc_time[1]
+
+    threshold = os.environ.get("BENCH_GC_THRESHOLD")  # diagnosis: "700,10,10" is CPython's
+    if threshold:
+        gc.freeze()  # what is alive after the imports is never collected again
+        gc.set_threshold(*(int(x) for x in threshold.split(",")))
+    tracing = bool(os.environ.get("BENCH_TRACEMALLOC"))
+    if tracing:  # diagnosis only: slows the run down
+        import tracemalloc
+
+        tracemalloc.start(8)
+    gc.callbacks.append(on_gc)
     t0, c0 = time.perf_counter(), time.process_time()
     n = _fetch_decode(bootstrap) if kind == "fetch" else _rebuild(bootstrap, database_url)
-    print(json.dumps({"records": n, "seconds": time.perf_counter() - t0,
-                      "cpu_seconds": time.process_time() - c0}), flush=True)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    gc.callbacks.remove(on_gc)
+    out: dict[str, Any] = {"records": n, "seconds": seconds, "cpu_seconds": cpu,
+                           "gc_seconds": gc_time[0],
+                           "gc_collections": [g["collections"] for g in gc.get_stats()]}
+    if tracing:
+        snapshot = tracemalloc.take_snapshot()
+        out["tracemalloc_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
+        out["tracemalloc_top"] = [str(s) for s in snapshot.statistics("traceback")[:5]]
+    print(json.dumps(out), flush=True)
     return 0
 
 
