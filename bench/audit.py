@@ -1,10 +1,10 @@
 """Audit cost per subject: "what did S consent to for P at T?" on a ledger applied by the
 processors (projections filled by the worker's own hooks, not by a bench shortcut).
 
-(a) ``registre.audit.consent(conn, subject, purpose, at)`` over one open connection for random
+(a) ``services.audit.consent(conn, subject, purpose, at)`` over one open connection for random
     subjects, purposes and instants (p50 / p99 after a warm-up);
-(b) for a few of them, the answer from the log: ``registre.replay.subject_records`` (that
-    subject's partition, filtered on the key before decoding) + ``processors.audit.consent_at``.
+(b) for a few of them, the answer from the log: ``registre.services.replay.subject_records`` (that
+    subject's partition, filtered on the key before decoding) + ``rules.audit.consent_at``.
 
 (a) should stay flat as the ledger grows; (b) grows with the partition. Both answers are
 compared. Used by `bench.scaling`; ``bench.consent`` is the 1M-event / 100k-subject figure.
@@ -27,9 +27,9 @@ DAY = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)  # bench.common.realistic_events st
 
 def measure(bootstrap: str, database_url: str, subjects: list[str], events: int,
             queries: int = 2000, scans: int = 3, seed: int = 17) -> dict[str, Any]:
-    from processors.audit import consent_at
-    from registre import audit
-    from registre.replay import subject_records
+    from processors.rules.audit import consent_at
+    from registre.services import audit
+    from registre.services.replay import subject_records
 
     rng = random.Random(seed)
     span = timedelta(seconds=2 * events + 3600)  # realistic_events: one event every 2 s

@@ -1,4 +1,4 @@
-"""Consent at an instant: the projection (`registre.audit.consent`) vs a full-scan answer.
+"""Consent at an instant: the projection (`registre.services.audit.consent`) vs a full-scan answer.
 
 The log is filled with 1M encoded events about 100k subjects (``--quick``: 100k / 10k): an
 account, logins, consent banners (grants, refusals, withdrawals, new choices after the 13
@@ -9,10 +9,10 @@ is the key). The consent-history projection is then filled with the hook's own r
 (`projections.consent_history.rows`) through COPY, the customer view with one row per subject.
 
 Timed:
-(a) ``registre.audit.consent(conn, subject, purpose, at)`` over one open connection, for
+(a) ``registre.services.audit.consent(conn, subject, purpose, at)`` over one open connection, for
     random subjects, purposes and instants (p50 / p99 / max, after a warm-up);
-(b) the full-scan answer: ``registre.replay.subject_records`` (that subject's partition only,
-    filtered on the key before decoding) + the pure fold ``processors.audit.consent_at``;
+(b) the full-scan answer: ``services.replay.subject_records`` (that subject's partition only,
+    filtered on the key before decoding) + the pure fold ``processors.rules.audit.consent_at``;
 (c) once, the naive scan: every partition of the log, filtered on the key.
 
 Every (b) answer is compared with (a); a sample of (a) is compared with the pure fold over the
@@ -54,12 +54,12 @@ from events.keystore import KeyRef  # noqa: E402
 from events.log import LogReader  # noqa: E402
 from events.model import Event  # noqa: E402
 from events.publisher import headers_for  # noqa: E402
-from processors.audit import consent_at  # noqa: E402
+from processors.rules.audit import consent_at  # noqa: E402
 from projections.consent_history import rows as consent_rows  # noqa: E402
 from projections.writer import Incoming, Outcome  # noqa: E402
-from registre import audit  # noqa: E402
 from registre.logs import configure  # noqa: E402
-from registre.replay import subject_records  # noqa: E402
+from registre.services import audit  # noqa: E402
+from registre.services.replay import subject_records  # noqa: E402
 
 PURPOSES = ["optimisation", "personalised_ads", "marketing", "third_party_cookies"]
 START = datetime(2024, 6, 1, tzinfo=UTC)

@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from events.model import format_instant  # noqa: E402
 from projections.positions import backlog  # noqa: E402
-from registre import app  # noqa: E402
-from registre.config import Settings  # noqa: E402
+from registre import bootstrap as app  # noqa: E402
+from registre.settings import Settings  # noqa: E402
 
 
 def ev(kind: str, subject: str, data: dict) -> dict:

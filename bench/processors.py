@@ -183,7 +183,7 @@ def run_worker(bootstrap: str, database_url: str, master: bytes, home: Path, tot
     if sum(ends.values()) != total:
         raise SystemExit(f"bench: the log holds {sum(ends.values())} records, not {total}")
     with open(logfile, "ab") as log:
-        proc = subprocess.Popen([sys.executable, *(command or ["-m", "processors"])],
+        proc = subprocess.Popen([sys.executable, *(command or ["-m", "registre.worker"])],
                                 cwd=ROOT, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=_env(bootstrap, database_url, master, home, "bench-worker"))

@@ -51,7 +51,7 @@ from events.keystore import KeyStore  # noqa: E402
 from events.publisher import Publisher  # noqa: E402
 from registre.logs import configure  # noqa: E402
 
-KEY_CACHE_SECONDS = 30.0  # what `registre publish` uses (registre.app.open_publisher)
+KEY_CACHE_SECONDS = 30.0  # what `registre publish` uses (registre.bootstrap.open_publisher)
 LINGER_MS = 5  # the Publisher's
 
 

@@ -25,7 +25,7 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
         "select (selectors.py", "poll (selectors.py", "_poll (selectors.py", "wait (threading.py",
         "acquire (threading.py", "sleep (", "recv_into (", "_wait_for_tstate_lock")),
     ("decode (Avro, events.codec)", ("(events/codec.py", "(fastavro/")),
-    ("fold (processors.fold)", ("(processors/fold.py", "(processors/timeutil.py")),
+    ("fold (processors.rules.fold)", ("(processors/fold.py", "(processors/timeutil.py")),
     ("archive COPY (writer._archive)", ("_archive (projections/writer.py",)),
     ("integrity chain + Ed25519 signing", ("(processors/integrity.py",
                                            "(projections/integrity_store.py")),

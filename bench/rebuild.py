@@ -1,9 +1,9 @@
-"""Rebuild of every projection (`registre.rebuild.rebuild`) vs aiokafka fetch + decode.
+"""Rebuild of every projection (`registre.services.rebuild.rebuild`) vs aiokafka fetch + decode.
 
 Both read the same log on the embedded broker, each in its own child process started and
 imported before its clock runs:
 
-(a) ``registre.rebuild.rebuild(bootstrap, database_url, progress=False)``: one transaction
+(a) ``registre.services.rebuild.rebuild(bootstrap, database_url, progress=False)``: one transaction
     that empties the projections and replays the whole log (kafka-python LogReader, batches
     of 2000 through ``projections.writer.apply_batch`` with every projection hook);
 (b) an aiokafka consumer (manual assignment, every partition from offset 0 to its end)
@@ -107,11 +107,11 @@ def _fetch_decode(bootstrap: str) -> int:
 
 def _rebuild(bootstrap: str, database_url: str) -> int:
     """What `registre rebuild` does: with the master key (the analytics projection needs it)
-    when registre.rebuild takes one."""
+    when registre.services.rebuild takes one."""
     import base64
     import inspect
 
-    from registre.rebuild import rebuild
+    from registre.services.rebuild import rebuild
 
     master = os.environ.get("BENCH_MASTER_KEY")
     if master and "master_key" in inspect.signature(rebuild).parameters:
@@ -122,7 +122,7 @@ def _rebuild(bootstrap: str, database_url: str) -> int:
 
 def child(kind: str, bootstrap: str, database_url: str) -> int:
     """Import, say ready, wait for "go" on stdin, run, print one JSON line."""
-    import registre.rebuild  # noqa: F401 - imports before the clock
+    import registre.services.rebuild  # noqa: F401 - imports before the clock
     from registre.logs import configure
 
     configure("warning")
@@ -305,7 +305,7 @@ def report(r: dict[str, Any]) -> str:
     scaled = ", extrapolated" if r["seconds_extrapolated_to_1m"] else ""
     lines = [
         f"rebuild of every projection, {r['events']} events:",
-        f"  (a) registre.rebuild         {r['rebuild_seconds']:8.1f} s  "
+        f"  (a) registre.services.rebuild         {r['rebuild_seconds']:8.1f} s  "
         f"{r['rebuild_events_per_s']:>9,.0f} events/s  (per 1M: "
         f"{r['rebuild_seconds_per_1m']:.0f} s{scaled})",
         f"  (b) aiokafka fetch + decode  {r['fetch_decode_seconds']:8.1f} s  "

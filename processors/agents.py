@@ -12,13 +12,13 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from processors.app import WorkerConfig, create_app, deadletter_topic, ledger_topic
-from processors.integrity import chain_form
-from processors.policy import policy_from_env
-from processors.service import LedgerService
+from processors.rules.integrity import chain_form
+from processors.rules.policy import policy_from_env
 from projections import outbox
 from projections.erasure_store import enforce_hook, sweep
 from projections.hooks import projection_hooks
 from projections.integrity_store import achain_batch, aload_or_create_signing_key
+from projections.ledger import LedgerService
 from projections.writer import Incoming, Outcome
 
 log = structlog.get_logger("registre.processors")

@@ -18,7 +18,7 @@ from events.catalogue import topic_name
 from events.crypto import load_master_key
 from processors import tuning
 from projections.jsonb import use_fast_json
-from registre.config import Settings
+from registre.settings import Settings
 
 PROCESSOR_GROUP = "registre-processors"  # the Faust app id, so the Kafka consumer group
 

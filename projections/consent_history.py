@@ -3,7 +3,7 @@
 ``hook`` runs in the batch transaction of `projections.writer.apply_batch` (register it with
 ``RESET_SQL`` in `projections.hooks`); ``consent_at_sql`` answers "consent of S for P at T"
 with one indexed query and gives exactly what the pure fold
-`processors.audit.consent_at` gives over the log (same winner, same tie-break, same expiry).
+`processors.rules.audit.consent_at` gives over the log (same winner, same tie-break, same expiry).
 Table: ``projections/migrations/004_consent_history.sql``.
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 import psycopg
 
 from events.model import format_instant
-from processors.audit import CHOICES, judge_choice, no_choice
-from processors.fold import CONSENT_MONTHS
-from processors.timeutil import ensure_utc
+from processors.rules.audit import CHOICES, judge_choice, no_choice
+from processors.rules.fold import CONSENT_MONTHS
+from processors.rules.timeutil import ensure_utc
 from projections.writer import Outcome
 
 RESET_SQL = ("DELETE FROM projections.consent_history",)

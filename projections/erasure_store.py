@@ -26,7 +26,7 @@ from events.keystore import (
     KeyRef,
 )
 from events.model import Event
-from processors.erasure import (
+from processors.rules.erasure import (
     END_TRIGGERS,
     ENFORCE_TRIGGERS,
     consent_expiries,
@@ -34,8 +34,8 @@ from processors.erasure import (
     keys_destroyed,
     plan,
 )
-from processors.policy import Policy
-from processors.timeutil import add_months, period_of
+from processors.rules.policy import Policy
+from processors.rules.timeutil import add_months, period_of
 from projections import outbox
 from projections.writer import Hook, Outcome
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from events.crypto import MasterKeyError
-from processors.integrity import Chain, ChainRecord, Checkpoint
+from processors.rules.integrity import Chain, ChainRecord, Checkpoint
 
 _COLUMNS = 'topic, "partition", "offset", chain_hash, signed_at, signature'
 _INSERT = f"INSERT INTO integrity.checkpoints ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"

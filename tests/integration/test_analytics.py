@@ -24,7 +24,7 @@ from events.catalogue import topic_name
 from events.codec import decode, encode, key_refs, lookup_from
 from events.keystore import KeyRef, KeyStore
 from events.model import Event, new_event
-from processors import fold
+from processors.rules import fold
 from projections.analytics import (
     MIN_SUBJECTS,
     RESET_SQL,

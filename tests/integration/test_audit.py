@@ -1,7 +1,7 @@
 """The compliance questions against a real broker and a real PostgreSQL: events published with
 the real publisher, applied with `apply_batch` and the consent-history hook (plus the
 registered projection hooks and the erasure enforcement hook, as a worker runs them), then
-asked through `registre.audit` and the `registre` command."""
+asked through `registre.services.audit` and the `registre` command."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ from events.codec import decode, encode
 from events.keystore import KeyStore
 from events.log import LogReader
 from events.model import Event
-from processors.audit import consent_at
-from processors.fold import apply as fold
-from processors.policy import Policy
-from processors.timeutil import add_months
+from processors.rules.audit import consent_at
+from processors.rules.fold import apply as fold
+from processors.rules.policy import Policy
+from processors.rules.timeutil import add_months
 from projections import consent_history
 from projections.access_log import MissingCaseReference, accesses
 from projections.consent_history import consent_at_sql
@@ -35,8 +35,8 @@ from projections.erasure_store import enforce_hook
 from projections.hooks import projection_hooks
 from projections.positions import applied_positions
 from projections.writer import Incoming, apply_batch
-from registre import audit, export
-from registre.replay import partition_for, subject_log, subject_records
+from registre.services import audit, export
+from registre.services.replay import partition_for, subject_log, subject_records
 from tests.integration.workers import REGISTRE, client_env, personal_values, publish
 
 pytestmark = pytest.mark.integration
@@ -90,7 +90,7 @@ class Ledger:
         self.catch_up()
 
     def catch_up(self) -> None:
-        from registre.erasure import publish_outbox
+        from registre.services.erasure import publish_outbox
 
         for _ in range(10):
             with psycopg.connect(self.database_url) as conn:

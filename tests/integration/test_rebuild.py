@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import workers as w
 
-from registre.rebuild import rebuild
+from registre.services.rebuild import rebuild
 from tests.integration.workers import REGISTRE
 
 pytestmark = pytest.mark.integration

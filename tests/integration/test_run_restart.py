@@ -14,7 +14,7 @@ import workers as w
 
 from deploy.runtime import EmbeddedPostgres
 from events.log import LogReader
-from registre.config import Settings
+from registre.settings import Settings
 from tests.integration.workers import REGISTRE
 
 pytestmark = pytest.mark.integration

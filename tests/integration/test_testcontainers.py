@@ -2,7 +2,7 @@
 
 Runs only where a Docker engine answers (`docker info` succeeds) and the `testcontainers`
 package is installed (it is not a dependency of registre: `pip install testcontainers`);
-otherwise every test here is skipped with the reason. It runs `python -m deploy.init`'s code
+otherwise every test here is skipped with the reason. It runs `registre init`'s code
 against the containers (wait, topics, migrations, master-key check), publishes events with
 the Publisher and reads them back from the log, decrypted.
 
@@ -108,8 +108,8 @@ def master() -> bytes:
 
 @pytest.fixture(scope="module")
 def initialised(containers: tuple[str, str], master: bytes) -> tuple[str, str]:
-    """deploy.init against the containers: waits for both, topics, migrations, key check."""
-    from deploy.init import EXIT_OK, main
+    """`registre init` against the containers: waits, topics, migrations, key check."""
+    from registre.services.init import EXIT_OK, main
 
     bootstrap, url = containers
     env = {"REGISTRE_KAFKA": bootstrap, "REGISTRE_DATABASE_URL": url,

@@ -1,4 +1,4 @@
-"""`registre.verify` against a real broker and PostgreSQL.
+"""`registre.services.verify` against a real broker and PostgreSQL.
 
 Records cannot be altered inside a Kafka broker, so a tampered log is a copy: the original
 sequence, modified, re-produced into a second fresh broker, and checked against the
@@ -26,7 +26,7 @@ from events.codec import encode
 from events.crypto import new_data_key
 from events.log import LogReader, LogRecord
 from events.model import Event
-from processors.integrity import Chain, chain_form, verify_log
+from processors.rules.integrity import Chain, chain_form, verify_log
 from projections.integrity_store import (
     SigningKeyError,
     achain_batch,
@@ -41,7 +41,7 @@ from projections.integrity_store import (
     read_checkpoints,
     write_checkpoints,
 )
-from registre.verify import verify
+from registre.services.verify import verify
 
 pytestmark = pytest.mark.integration
 

@@ -87,8 +87,8 @@ class Worker:
         if batch_size:
             env["REGISTRE_BATCH_SIZE"] = str(batch_size)
         with open(self.logfile, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "processors"], env=env, cwd=ROOT,
-                                         stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen([sys.executable, "-m", "registre.worker"], env=env,
+                                         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
 
     @property
@@ -356,10 +356,10 @@ def distinct_event_ids(kafka: str) -> set[str]:
 
 
 def website_events(subjects: int, deletions: bool = True) -> list[dict[str, Any]]:
-    """A website day (registre.demo_data). Without deletions the processors append nothing
+    """A website day (registre.demo.data). Without deletions the processors append nothing
     of their own (a deletion makes them record KeysDestroyed/ErasureCompleted with the
     instant they acted), so two runs over the same log give byte-identical views."""
-    from registre.demo_data import website_day
+    from registre.demo.data import website_day
 
     events = website_day(subjects=subjects)
     if not deletions:

@@ -1,4 +1,4 @@
-"""The pure audit folds of `processors.audit`: consent at an instant, disclosures judged at
+"""The pure audit folds of `processors.rules.audit`: consent at an instant, disclosures judged at
 their instant, the customer view as of an instant; and the partition of a subject."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.codec import Record
-from processors.audit import as_of, consent_at, disclosures
-from processors.timeutil import add_months
-from registre.replay import partition_for
+from processors.rules.audit import as_of, consent_at, disclosures
+from processors.rules.timeutil import add_months
+from registre.services.replay import partition_for
 
 S = "acc-000042"
 T0 = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
@@ -249,7 +249,7 @@ def created(at, subject=S):
 
 
 def test_as_of_before_the_account_existed_is_none(monkeypatch):
-    monkeypatch.setattr("processors.fold.sealed_version", lambda v: 1)
+    monkeypatch.setattr("processors.rules.fold.sealed_version", lambda v: 1)
     c = created(T0)
     g = given_(T0 + timedelta(minutes=1), "marketing")
     d = rec("AccountDeleted", T0 + timedelta(days=1), requested_by="subject")
@@ -264,7 +264,7 @@ def test_as_of_before_the_account_existed_is_none(monkeypatch):
 
 
 def test_as_of_skips_what_the_processors_reject(monkeypatch):
-    monkeypatch.setattr("processors.fold.sealed_version", lambda v: 1)
+    monkeypatch.setattr("processors.rules.fold.sealed_version", lambda v: 1)
     first = created(T0)
     second = created(T0 + timedelta(minutes=1))  # a second live account: dead-lettered
     view = as_of([first, second], T0 + timedelta(hours=1))

@@ -18,8 +18,8 @@ from events.codec import Record, decode, encode, key_refs, open_field
 from events.crypto import new_data_key
 from events.keystore import KeyRef
 from events.validation import parse_event
-from processors.fold import Rejected, apply, empty_view
-from registre.views import consent_status
+from processors.rules.fold import Rejected, apply, empty_view
+from registre.services.views import consent_status
 
 CAT = load_catalogue()
 SUBJECT = "acc-000042"

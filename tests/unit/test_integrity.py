@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.log import LogRecord
-from processors.integrity import (
+from processors.rules.integrity import (
     Chain,
     Checkpoint,
     chain_hash,

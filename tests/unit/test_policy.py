@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from processors.policy import (
+from processors.rules.policy import (
     DURATION_NAMES,
     POLICY_ENV,
     Policy,

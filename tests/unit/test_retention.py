@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from events.keystore import KeyRef
-from processors.policy import Policy
-from processors.retention import (
+from processors.rules.policy import Policy
+from processors.rules.retention import (
     Decision,
     Destroy,
     Hold,
@@ -23,7 +23,7 @@ from processors.retention import (
     due_within,
     sharing_records_until,
 )
-from processors.timeutil import (
+from processors.rules.timeutil import (
     add_months,
     ensure_utc,
     format_utc,

@@ -2,9 +2,9 @@
 answers") for one subject, as one JSON-able document.
 
 * ``consent``: from the consent-history projection (one indexed query, milliseconds);
-* ``disclosures``, ``as_of`` (and ``registre.export``): from the subject's own records in the log
-  (`registre.replay`), folded by the pure functions of `processors.audit`;
-* ``erasure``, ``schedule``: from `registre.erasure` (the erasure projections).
+* ``disclosures``, ``as_of`` (and ``services.export``): from the subject's own records in the log
+  (`registre.services.replay`), folded by the pure functions of `processors.rules.audit`;
+* ``erasure``, ``schedule``: from `registre.services.erasure` (the erasure projections).
 
 ``as_of`` and ``export`` are restricted reads: each is recorded in the access log (who, when,
 which subject, which case) and committed *before* anything is decrypted or returned. Personal
@@ -27,13 +27,13 @@ from events.codec import Record
 from events.keystore import KeyStore
 from events.model import format_instant
 from events.validation import InvalidEvent, _check_format, parse_instant
-from processors import audit as folds
-from processors.fold import CONSENT_MONTHS
-from processors.timeutil import ensure_utc
+from processors.rules import audit as folds
+from processors.rules.fold import CONSENT_MONTHS
+from processors.rules.timeutil import ensure_utc
 from projections.access_log import MissingCaseReference, record_access
 from projections.consent_history import consent_at_sql
-from registre.replay import subject_records
-from registre.views import render
+from registre.services.replay import subject_records
+from registre.services.views import render
 
 
 class UnknownSubject(LookupError):
@@ -145,17 +145,17 @@ def disclosures(bootstrap: str, subject_id: str,
     return folds.disclosures(_records(bootstrap, subject_id, records))
 
 
-# --- 3. erasure and 6. schedule (registre.erasure) ------------------------------------------
+# --- 3. erasure and 6. schedule (registre.services.erasure) ---------------------------
 
 
 def erasure(conn: psycopg.Connection, subject_id: str) -> dict[str, Any]:
-    from registre.erasure import erasure_report
+    from registre.services.erasure import erasure_report
 
     return erasure_report(conn, subject_id)
 
 
 def schedule(conn: psycopg.Connection, now: datetime, days: int) -> dict[str, Any]:
-    from registre.erasure import schedule as due
+    from registre.services.erasure import schedule as due
 
     if days < 0:
         raise BadQuestion(f"--days must be 0 or more, got {days}")

@@ -20,12 +20,12 @@ import psycopg
 
 from projections.positions import backlog
 from projections.queries import customer_view
-from registre import app
-from registre.config import Settings
-from registre.demo_data import website_day
-from registre.errors import UserError
-from registre.text import render_text
-from registre.views import brief, render
+from registre import bootstrap as app
+from registre.cli.errors import UserError
+from registre.cli.output import render_text
+from registre.demo.data import website_day
+from registre.services.views import brief, render
+from registre.settings import Settings
 
 
 class Demo:
@@ -153,7 +153,8 @@ def run_demo(settings: Settings) -> int:
         demo.start()
         story(demo)
         analysts(demo)
-        from registre import demo_audit, demo_erasure
+        from registre.demo import audit as demo_audit
+        from registre.demo import erasure as demo_erasure
 
         demo_erasure.chapter(demo)
         demo_audit.chapter(demo)

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from projections.jsonb import use_fast_json
-from registre.config import Settings
-from registre.errors import UserError, user_errors
+from registre.cli.errors import UserError, user_errors
+from registre.cli.output import render_text
 from registre.logs import configure
-from registre.text import render_text
+from registre.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 _COMMANDS: dict[str, Handler] = {}
@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="who reads (recorded in the access log)")
     sub.add_parser("rebuild", help="rebuild every projection from the log")
 
-    from registre import commands_audit, commands_erasure
+    from registre.cli import audit as commands_audit
+    from registre.cli import erasure as commands_erasure
 
     commands_audit.add_parsers(sub)
     commands_erasure.add_parsers(sub)
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure(args.log_level)
     use_fast_json()
-    from registre import commands, commands_audit, commands_erasure  # noqa: F401 - handlers
+    from registre.cli import audit, core, erasure  # noqa: F401 - handlers
 
     settings = Settings.from_env()
     with user_errors() as failed:

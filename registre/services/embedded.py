@@ -21,7 +21,7 @@ from deploy.topics import ensure_topics
 from events.keystore import reapply_tombstones
 from projections.migrate import migrate
 from projections.roles import RolesMissing, ensure_analyst_login
-from registre.config import Settings, _alive
+from registre.settings import Settings, _alive
 
 log = structlog.get_logger("registre.runtime")
 

@@ -15,7 +15,7 @@ import psycopg
 from tqdm import tqdm
 
 from events.log import LogReader
-from processors.fold import apply as fold
+from processors.rules.fold import apply as fold
 from projections.hooks import projection_hooks
 from projections.writer import PROJECTION_LOCK, Hook, Incoming, apply_batch
 

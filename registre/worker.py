@@ -1,4 +1,4 @@
-"""`python -m processors`: start one processor worker (what `registre run` spawns)."""
+"""`python -m registre.worker`: start one processor worker (what `registre run` spawns)."""
 
 from __future__ import annotations
 

@@ -10,9 +10,9 @@ from typing import Any
 import psycopg
 
 from events.model import format_instant
-from registre import app
+from registre import bootstrap as app
 from registre.demo import Demo, _types
-from registre.erasure import erasure_report, hold_event, read_retained
+from registre.services.erasure import erasure_report, hold_event, read_retained
 
 
 def _event(kind: str, subject: str, data: dict[str, Any]) -> dict[str, Any]:

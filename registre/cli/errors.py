@@ -9,13 +9,13 @@ from dataclasses import dataclass
 import psycopg
 from kafka.errors import KafkaError
 
-from deploy.embedded import AlreadyRunning
 from deploy.runtime import RuntimeErrorOnStart
 from events.codec import DecodeError
 from events.crypto import MasterKeyError
 from events.publisher import PublishError
 from events.validation import InvalidEvent
-from registre.config import NotRunning
+from registre.services.embedded import AlreadyRunning
+from registre.settings import NotRunning
 
 
 class UserError(Exception):

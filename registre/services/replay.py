@@ -52,5 +52,5 @@ def subject_log(bootstrap: str, subject_id: str, topic: str | None = None,
 
 def subject_records(bootstrap: str, subject_id: str, topic: str | None = None,
                     catalogue: Catalogue | None = None) -> list[Record]:
-    """The subject's Records in log order (what the pure folds of `processors.audit` take)."""
+    """The subject's Records in log order (what the pure folds of `processors.rules.audit` take)."""
     return [r.record for r in subject_log(bootstrap, subject_id, topic, catalogue)]

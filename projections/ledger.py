@@ -17,7 +17,7 @@ import psycopg
 import structlog
 
 from events.catalogue import load_catalogue
-from processors.fold import apply as fold
+from processors.rules.fold import apply as fold
 from projections.writer import Hook, Incoming, Outcome, apply_batch
 
 log = structlog.get_logger("registre.processors")

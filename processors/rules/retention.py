@@ -40,8 +40,8 @@ from typing import Any
 
 from events.catalogue import CATEGORIES, MONTHLY_CATEGORIES
 from events.keystore import KeyRef
-from processors.policy import Policy
-from processors.timeutil import add_months, ensure_utc, format_utc, month_end, parse_period
+from processors.rules.policy import Policy
+from processors.rules.timeutil import add_months, ensure_utc, format_utc, month_end, parse_period
 
 END_EVENTS: Mapping[str, str] = {"AccountDeleted": "deleted", "ErasureRequested": "erased"}
 END_KINDS = frozenset(END_EVENTS.values())

@@ -11,11 +11,11 @@ import psycopg
 
 from events.catalogue import CATEGORIES
 from events.validation import InvalidEvent, parse_instant
-from processors.policy import policy_from_env
-from registre import app
+from processors.rules.policy import policy_from_env
+from registre import bootstrap as app
 from registre.cli import command, emit
-from registre.config import Settings
-from registre.errors import UserError
+from registre.cli.errors import UserError
+from registre.settings import Settings
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -60,7 +60,7 @@ def _instant(value: str | None, name: str) -> datetime:
 
 @command("retention")
 def retention(args: argparse.Namespace, settings: Settings) -> int:
-    from registre.erasure import sweep_now
+    from registre.services.erasure import sweep_now
 
     now = _instant(args.now, "--now")
     kafka, database_url = settings.endpoints()
@@ -71,7 +71,7 @@ def retention(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("hold")
 def hold(args: argparse.Namespace, settings: Settings) -> int:
-    from registre.erasure import hold_event
+    from registre.services.erasure import hold_event
 
     now = datetime.now(UTC)
     if args.hold_command == "place":
@@ -87,7 +87,7 @@ def hold(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("keys")
 def keys(args: argparse.Namespace, settings: Settings) -> int:
-    from registre.erasure import backup_keys, restore_keys
+    from registre.services.erasure import backup_keys, restore_keys
 
     path = Path(args.file)
     with app.open_keystore(settings) as keystore:
@@ -102,7 +102,7 @@ def keys(args: argparse.Namespace, settings: Settings) -> int:
 
 def retained_view(args: argparse.Namespace, settings: Settings) -> dict:
     """`registre view SUBJECT --retained --case REF`: the recorded compliance read."""
-    from registre.erasure import read_retained
+    from registre.services.erasure import read_retained
 
     if not args.case:
         raise UserError("--retained needs --case REF: every compliance read is recorded")

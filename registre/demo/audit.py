@@ -14,13 +14,14 @@ from typing import Any
 import psycopg
 
 from events.model import format_instant
-from processors import audit as folds
-from processors.policy import policy_from_env
+from processors.rules import audit as folds
+from processors.rules.policy import policy_from_env
 from projections.access_log import accesses
 from projections.queries import subjects_sample
-from registre import app, audit, export
+from registre import bootstrap as app
 from registre.demo import Demo
-from registre.replay import subject_records
+from registre.services import audit, export
+from registre.services.replay import subject_records
 
 AT = "2026-03-03T15:00:00+01:00"
 CASE = "LIT-2026-0303"
@@ -128,7 +129,7 @@ def chapter(demo: Demo) -> None:
 
     # 7. integrity
     try:
-        from registre.verify import verify
+        from registre.services.verify import verify
     except ImportError:
         return
     result = verify(kafka, database_url, app.master_key(demo.settings))

@@ -10,7 +10,7 @@
 
 Each prints text by default and one JSON document with ``--json``; a bad instant, purpose or
 subject id, an unknown subject or a missing case reference is a one-line error (exit 1).
-The work is done by `registre.audit` (and `registre.verify`); nothing is computed here.
+The work is done by `registre.services.audit` (and `services.verify`); nothing is computed here.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from registre.cli import command, emit
-from registre.config import Settings
-from registre.errors import UserError
+from registre.cli.errors import UserError
+from registre.settings import Settings
 
 AuditHandler = Callable[[argparse.Namespace, Settings], int]
 _AUDIT: dict[str, AuditHandler] = {}
@@ -101,7 +101,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def _questions(what: str) -> Iterator[None]:
     """A question that cannot be asked becomes a one-line error naming the sub-command."""
     from projections.access_log import MissingCaseReference
-    from registre.audit import BadQuestion, UnknownSubject
+    from registre.services.audit import BadQuestion, UnknownSubject
 
     try:
         yield
@@ -128,7 +128,7 @@ def _reader(args: argparse.Namespace, settings: Settings) -> str:
 
 
 def _consent_months(settings: Settings) -> int:
-    from processors.policy import policy_from_env
+    from processors.rules.policy import policy_from_env
 
     try:
         return policy_from_env(settings.env).consent_validity_months
@@ -149,7 +149,7 @@ def audit(args: argparse.Namespace, settings: Settings) -> int:
 
 @_audit("consent")
 def audit_consent(args: argparse.Namespace, settings: Settings) -> int:
-    from registre import audit as svc
+    from registre.services import audit as svc
 
     with _questions("consent"):
         svc.check_subject(args.subject)
@@ -165,7 +165,7 @@ def audit_consent(args: argparse.Namespace, settings: Settings) -> int:
 
 @_audit("disclosures")
 def audit_disclosures(args: argparse.Namespace, settings: Settings) -> int:
-    from registre import audit as svc
+    from registre.services import audit as svc
 
     with _questions("disclosures"):
         svc.check_subject(args.subject)
@@ -177,7 +177,7 @@ def audit_disclosures(args: argparse.Namespace, settings: Settings) -> int:
 
 @_audit("erasure")
 def audit_erasure(args: argparse.Namespace, settings: Settings) -> int:
-    from registre import audit as svc
+    from registre.services import audit as svc
 
     with _questions("erasure"):
         svc.check_subject(args.subject)
@@ -191,8 +191,8 @@ def audit_erasure(args: argparse.Namespace, settings: Settings) -> int:
 @_audit("as-of")
 def audit_as_of(args: argparse.Namespace, settings: Settings) -> int:
     from projections.access_log import MissingCaseReference
-    from registre import app
-    from registre import audit as svc
+    from registre import bootstrap as app
+    from registre.services import audit as svc
 
     with _questions("as-of"):
         svc.check_subject(args.subject)
@@ -209,7 +209,7 @@ def audit_as_of(args: argparse.Namespace, settings: Settings) -> int:
 
 @_audit("schedule")
 def audit_schedule(args: argparse.Namespace, settings: Settings) -> int:
-    from registre import audit as svc
+    from registre.services import audit as svc
 
     with _questions("schedule"):
         if args.days < 0:
@@ -226,9 +226,9 @@ def audit_schedule(args: argparse.Namespace, settings: Settings) -> int:
 def export(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
-    from registre import app
-    from registre import audit as svc
-    from registre import export as export_svc
+    from registre import bootstrap as app
+    from registre.services import audit as svc
+    from registre.services import export as export_svc
 
     with _questions("export"):
         svc.check_subject(args.subject)
@@ -251,10 +251,10 @@ def export(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("verify")
 def verify(args: argparse.Namespace, settings: Settings) -> int:
-    from registre import app
+    from registre import bootstrap as app
 
     with _questions("verify"):
-        from registre.verify import verify as run_verify
+        from registre.services.verify import verify as run_verify
 
         kafka, database_url = settings.endpoints()
         result = run_verify(kafka, database_url, app.master_key(settings))

@@ -16,15 +16,15 @@ from kafka import KafkaProducer
 
 from events.keystore import KeyRef, KeyStore
 from events.model import format_instant
-from processors.erasure import facts_from_view, plan
-from processors.policy import Policy, policy_from_env
-from processors.retention import due_within
+from processors.rules.erasure import facts_from_view, plan
+from processors.rules.policy import Policy, policy_from_env
+from processors.rules.retention import due_within
 from projections import outbox
 from projections.access_log import record_access
 from projections.erasure_store import sweep
 from projections.queries import customer_view
-from registre.errors import UserError
-from registre.views import render
+from registre.cli.errors import UserError
+from registre.services.views import render
 
 
 def _keys(conn: psycopg.Connection, subject: str) -> list[KeyRef]:

@@ -16,8 +16,8 @@ from typing import Any
 
 from events.keystore import KeyRef
 from events.model import Event
-from processors.policy import Policy
-from processors.retention import Decision, Hold, SubjectFacts, decide
+from processors.rules.policy import Policy
+from processors.rules.retention import Decision, Hold, SubjectFacts, decide
 
 SOURCE = "registre"
 _NS = uuid.UUID("8f1f6a52-3c64-4d0b-9a55-6b1d2f6c0e11")

@@ -6,7 +6,7 @@ import psycopg
 
 from events.catalogue import topic_name
 from events.log import LogReader
-from processors.integrity import VerifyResult, chain_form, verify_log
+from processors.rules.integrity import VerifyResult, chain_form, verify_log
 from projections.integrity_store import SigningKeyError, load_public_key, read_checkpoints
 
 

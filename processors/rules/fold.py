@@ -16,7 +16,7 @@ from events.catalogue import Catalogue, load_catalogue
 from events.codec import Record
 from events.crypto import REDACTED, sealed_version
 from events.model import format_instant
-from processors.timeutil import add_months
+from processors.rules.timeutil import add_months
 
 CONSENT_MONTHS = 13
 PERSONAL_GROUPS = {"identity": ("gender", "last_name", "first_name"),
@@ -64,7 +64,7 @@ def _sealed_leaves(record: Record, catalogue: Catalogue) -> dict[str, dict[str, 
 
 
 def _authorised(view: dict[str, Any], d: dict[str, Any]) -> bool:
-    """As `processors.audit.disclosures`: a legal obligation or a processor contract
+    """As `processors.rules.audit.disclosures`: a legal obligation or a processor contract
     authorises by itself; otherwise that recipient's authorisation must cover every category."""
     if d["basis"] == "legal_obligation" or (d["recipient_kind"], d["basis"]) == (
             "processor", "processor_contract"):

@@ -6,16 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from registre import app
+from registre import bootstrap as app
 from registre.cli import command, emit
-from registre.config import Settings
-from registre.errors import UserError
-from registre.jsonl import read_lines
+from registre.cli.errors import UserError
+from registre.cli.jsonl import read_lines
+from registre.settings import Settings
 
 
 @command("run")
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from registre.runner import run_foreground
+    from registre.services.supervisor import run_foreground
 
     return run_foreground(settings, workers=args.workers)
 
@@ -52,7 +52,7 @@ def publish(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("info")
 def info(args: argparse.Namespace, settings: Settings) -> int:
-    from registre.status import describe
+    from registre.services.status import describe
 
     emit(describe(settings), as_json=True)
     return 0
@@ -83,10 +83,10 @@ def view(args: argparse.Namespace, settings: Settings) -> int:
     import psycopg
 
     from projections.queries import customer_view
-    from registre.views import brief, render
+    from registre.services.views import brief, render
 
     if args.retained:
-        from registre.commands_erasure import retained_view
+        from registre.cli.erasure import retained_view
 
         answer = retained_view(args, settings)
         emit(answer, as_json=args.json)
@@ -104,7 +104,7 @@ def view(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("rebuild")
 def rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    from registre.rebuild import rebuild as run_rebuild
+    from registre.services.rebuild import rebuild as run_rebuild
 
     kafka, database_url = settings.endpoints()
     n = run_rebuild(kafka, database_url, app.master_key(settings), progress=sys.stderr.isatty())

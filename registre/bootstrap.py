@@ -5,7 +5,7 @@ from __future__ import annotations
 from events.crypto import load_master_key
 from events.keystore import KeyStore
 from events.publisher import Publisher
-from registre.config import Settings
+from registre.settings import Settings
 
 
 def master_key(settings: Settings) -> bytes:

@@ -14,11 +14,12 @@ from events.catalogue import Catalogue, load_catalogue
 from events.codec import KeyLookup, Record, lookup_from, reveal
 from events.keystore import KeyRef, KeyStore, key_period
 from events.model import format_instant
-from processors import audit as folds
-from processors.fold import CONSENT_MONTHS
-from processors.timeutil import ensure_utc
+from processors.rules import audit as folds
+from processors.rules.fold import CONSENT_MONTHS
+from processors.rules.timeutil import ensure_utc
 from projections.access_log import record_access
-from registre.audit import (
+from registre.cli.errors import UserError
+from registre.services.audit import (
     _commit,
     _personal,
     _prune,
@@ -27,8 +28,7 @@ from registre.audit import (
     erasure,
     processing_record,
 )
-from registre.errors import UserError
-from registre.views import render
+from registre.services.views import render
 
 EXPORT_FORMAT = "registre-export/1"
 EXPORT_CASE = "art-15-20-request"

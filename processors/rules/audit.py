@@ -1,6 +1,6 @@
 """The compliance questions as pure folds over one subject's Records (no broker, no database).
 
-Every function takes the subject's records *in log order* (as `registre.replay` reads them)
+Every function takes the subject's records *in log order* (as `registre.services.replay` reads them)
 and an instant; it reads no clock. An event id seen twice is counted once (the first copy),
 as the processors do.
 
@@ -15,7 +15,7 @@ as the processors do.
   recipient's SharingAuthorised active at that instant (granted at or before it, not revoked
   at or before it; a later SharingAuthorised of the same recipient replaces the earlier one)
   covering every category disclosed; otherwise it is flagged ``authorised: false``.
-* ``as_of(records, at)``: the customer view (`processors.fold.apply`) folded over the records
+* ``as_of(records, at)``: the customer view (`processors.rules.fold.apply`) folded over the records
   with ``occurred_at <= at``, in log order, skipping what the processors reject; None when
   nothing about the subject had happened by then (e.g. before the account existed).
 """
@@ -29,8 +29,8 @@ from typing import Any
 from events.catalogue import Catalogue, load_catalogue
 from events.codec import Record
 from events.model import format_instant
-from processors.fold import CONSENT_MONTHS, apply
-from processors.timeutil import add_months, ensure_utc
+from processors.rules.fold import CONSENT_MONTHS, apply
+from processors.rules.timeutil import add_months, ensure_utc
 
 CHOICES = {"ConsentGiven": "granted", "ConsentRefused": "refused",
            "ConsentWithdrawn": "withdrawn"}

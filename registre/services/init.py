@@ -1,4 +1,4 @@
-"""One-shot initialisation of an external deployment: ``python -m deploy.init``.
+"""One-shot initialisation of an external deployment: ``python -m registre.services.init``.
 
 Waits for Kafka and PostgreSQL, creates the topics of ``schemas/topics.json`` with
 `deploy.topics.ensure_topics`, applies the migrations with `projections.migrate.migrate`, and
@@ -11,7 +11,7 @@ REGISTRE_KAFKA_MIN_BROKERS (default 1), REGISTRE_INIT_TIMEOUT (seconds, default 
 REGISTRE_LOG_LEVEL (default info).
 
 On success one JSON line goes to stdout. On failure one line goes to stderr,
-``deploy.init: <reason>``, and the exit code says which step failed:
+``registre.services.init: <reason>``, and the exit code says which step failed:
 
     0 ready   2 configuration   3 Kafka   4 PostgreSQL   5 master key does not match the key store
     1 anything unexpected
@@ -251,7 +251,7 @@ def initialise(env: Mapping[str, str], timeout: float | None = None,
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m deploy.init",
+        prog="python -m registre.services.init",
         description="Wait for Kafka and PostgreSQL, create the topics, apply the migrations.",
     )
     parser.add_argument("--timeout", type=float, default=None,
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
 
     level = (env.get("REGISTRE_LOG_LEVEL") or "info").lower()
     if level not in ("debug", "info", "warning", "error", "critical"):
-        print(f"deploy.init: REGISTRE_LOG_LEVEL must be debug, info, warning or error, "
+        print(f"registre.services.init: REGISTRE_LOG_LEVEL must be debug, info, warning or error, "
               f"got {level!r}", file=sys.stderr)
         return EXIT_CONFIG
     configure(level)
@@ -275,20 +275,20 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     try:
         summary = initialise(env, args.timeout, check_key=not args.skip_key_check)
     except InitError as exc:
-        print(f"deploy.init: {exc}", file=sys.stderr)
+        print(f"registre.services.init: {exc}", file=sys.stderr)
         return exc.code
     except KafkaError as exc:
-        print(f"deploy.init: Kafka refused: {type(exc).__name__}: {_first_line(exc)}",
+        print(f"registre.services.init: Kafka refused: {type(exc).__name__}: {_first_line(exc)}",
               file=sys.stderr)
         return EXIT_KAFKA
     except psycopg.Error as exc:
-        print(f"deploy.init: PostgreSQL: {_first_line(exc)}", file=sys.stderr)
+        print(f"registre.services.init: PostgreSQL: {_first_line(exc)}", file=sys.stderr)
         return EXIT_DATABASE
     except KeyboardInterrupt:
-        print("deploy.init: interrupted", file=sys.stderr)
+        print("registre.services.init: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback
-        print(f"deploy.init: unexpected error: {type(exc).__name__}: {_first_line(exc)}",
+        print(f"registre.services.init: unexpected error: {type(exc).__name__}: {_first_line(exc)}",
               file=sys.stderr)
         return EXIT_UNEXPECTED
     print(json.dumps(summary))
