@@ -50,7 +50,7 @@ from bench.common import (  # noqa: E402
 from events.catalogue import load_catalogue, topic_name  # noqa: E402
 from events.codec import MAX_MESSAGE, Record, decode, encode  # noqa: E402
 from events.crypto import new_data_key  # noqa: E402
-from events.keystore import KeyRef  # noqa: E402
+from events.keys import KeyRef  # noqa: E402
 from events.log import LogReader  # noqa: E402
 from events.model import Event  # noqa: E402
 from events.publisher import headers_for  # noqa: E402

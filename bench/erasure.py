@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from events.model import format_instant  # noqa: E402
 from projections.positions import backlog  # noqa: E402
-from registre import bootstrap as app  # noqa: E402
+from registre.bootstrap import Registre  # noqa: E402
 from registre.settings import Settings  # noqa: E402
 
 
@@ -84,7 +84,7 @@ def run(subjects: int = 500, deletions: int = 200, rate: float = 500.0,
         kafka, url = settings.endpoints()
         victims = [f"victim-{i:05d}" for i in range(deletions)]
         others = [f"busy-{i:05d}" for i in range(subjects)]
-        with app.open_publisher(settings) as pub:
+        with Registre(settings).publisher() as pub:
             pub.publish_many([account(s) for s in victims + others])
         deadline = time.monotonic() + 300
         while backlog(kafka, url):
@@ -96,7 +96,7 @@ def run(subjects: int = 500, deletions: int = 200, rate: float = 500.0,
         sent = [0]
 
         def background() -> None:
-            with app.open_publisher(settings) as bg:
+            with Registre(settings).publisher() as bg:
                 start = time.monotonic()
                 while not stop.is_set():
                     due = int((time.monotonic() - start) * rate) - sent[0]
@@ -112,7 +112,7 @@ def run(subjects: int = 500, deletions: int = 200, rate: float = 500.0,
         time.sleep(2.0)  # let the load settle
         latencies = []
         try:
-            with app.open_publisher(settings) as pub, \
+            with Registre(settings).publisher() as pub, \
                     psycopg.connect(url, autocommit=True) as db:
                 for subject in victims:
                     pub.publish(ev("AccountDeleted", subject, {"requested_by": "subject"}))

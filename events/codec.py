@@ -31,7 +31,7 @@ from events.catalogue import (
     per_type,
 )
 from events.crypto import associated_data, open_sealed, sealed_version
-from events.keystore import KeyRef, key_month, key_period
+from events.keys import KeyRef, key_month, key_period
 from events.model import Event
 from events.sealing import EventSealer, KeyRing
 

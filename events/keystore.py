@@ -11,37 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 
-from events.catalogue import MONTHLY_CATEGORIES
-from events.crypto import new_data_key, unwrap_key, wrap_key
-
-
-def key_month(occurred_at: datetime) -> str:
-    """``YYYY-MM``, as ``strftime("%Y-%m")`` writes it (the year is not zero-padded)."""
-    return f"{occurred_at.year}-{occurred_at.month:02d}"
-
-
-def key_period(category: str, occurred_at: datetime) -> str:
-    """The key period of a field: the UTC month for connection/location, else ``""``."""
-    return key_month(occurred_at) if category in MONTHLY_CATEGORIES else ""
-
-
-@dataclass(frozen=True, order=True)
-class KeyRef:
-    subject_id: str
-    category: str
-    period: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.subject_id}/{self.category}/{self.period or '-'}"
-
-    def key_id(self, version: int) -> str:
-        return f"{self.label}/v{version}"
+from events.crypto import MasterKeyError, new_data_key, unwrap_key, wrap_key
+from events.keys import KeyRef
 
 
 def _ref_order(ref: KeyRef) -> tuple[str, str, str]:
@@ -50,7 +25,6 @@ def _ref_order(ref: KeyRef) -> tuple[str, str, str]:
 
 
 LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(s)) FROM unnest(%s::text[]) s ORDER BY s"
-# Statements shared with the processors, which run them inside their batch transaction.
 KEY_REFS_SQL = "SELECT DISTINCT category, period FROM keystore.data_keys WHERE subject_id = %s"
 DESTROY_SQL = """
 DELETE FROM keystore.data_keys WHERE (subject_id, category, period) IN
@@ -202,6 +176,27 @@ class KeyStore:
         rows = self._conn.execute(KEY_REFS_SQL, (subject_id,)).fetchall()
         return sorted(KeyRef(subject_id, c, p) for c, p in rows)
 
+    def all_key_refs(self) -> dict[str, list[KeyRef]]:
+        """Every key that still exists, by subject (for the retention schedule)."""
+        out: dict[str, list[KeyRef]] = {}
+        for subject, category, period in self._conn.execute(
+                "SELECT DISTINCT subject_id, category, period FROM keystore.data_keys"
+                " ORDER BY 1, 2, 3").fetchall():
+            out.setdefault(subject, []).append(KeyRef(subject, category, period))
+        return out
+
+    def check_master_key(self) -> int:
+        """Unwrap one stored key, if any (MasterKeyError if it does not); how many are stored."""
+        count = self._conn.execute("SELECT count(*) FROM keystore.data_keys").fetchone()[0]
+        row = self._conn.execute(
+            "SELECT subject_id, category, period, version, wrapped FROM keystore.data_keys"
+            " LIMIT 1").fetchone()
+        if row is not None:
+            subject, category, period, version, wrapped = row
+            unwrap_key(self._master, KeyRef(subject, category, period).key_id(version),
+                       bytes(wrapped))
+        return count
+
     def mark_erased(self, subject_id: str, at: datetime) -> None:
         """Remember that the subject was erased: no key will ever be created for it again."""
         with self._conn.transaction():
@@ -273,3 +268,59 @@ def reapply_tombstones(conn: psycopg.Connection) -> int:
             " ON CONFLICT DO NOTHING"
         )
     return n
+
+
+# --- inside a caller's transaction -----------------------------------------------------------
+# The processors destroy keys in the same transaction that shows a subject deleted, and read a
+# connection's location key in the batch that counts it: these run on the caller's cursor and
+# never commit.
+
+
+async def lock_subject_keys(cur: psycopg.AsyncCursor, subject_id: str) -> list[KeyRef]:
+    """Lock the subject's keys until the transaction ends; every key it still has."""
+    await cur.execute(LOCK_SQL, ([subject_id],))
+    await cur.execute(KEY_REFS_SQL, (subject_id,))
+    return sorted(KeyRef(subject_id, c, p) for c, p in await cur.fetchall())
+
+
+async def mark_erased_in(cur: psycopg.AsyncCursor, subject_id: str, at: datetime) -> None:
+    """Remember the subject as erased (no key is ever created for it again)."""
+    for sql in MARK_ERASED_SQL:
+        await cur.execute(sql, (subject_id, at))
+
+
+async def destroy_in(cur: psycopg.AsyncCursor, refs: Iterable[KeyRef], at: datetime,
+                     reason: str) -> None:
+    """Delete the keys (every version) and record them in the tombstones."""
+    refs = sorted(set(refs))
+    if not refs:
+        return
+    args = ([r.subject_id for r in refs], [r.category for r in refs], [r.period for r in refs])
+    await cur.execute(DESTROY_SQL, args)
+    await cur.execute(TOMBSTONE_SQL, (at, reason, *args))
+
+
+async def subjects_with_keys_before(cur: psycopg.AsyncCursor, period: str) -> list[str]:
+    """Subjects holding a monthly key of ``period`` or earlier (``YYYY-MM``)."""
+    await cur.execute("SELECT DISTINCT subject_id FROM keystore.data_keys"
+                      " WHERE period <> '' AND period <= %s ORDER BY 1", (period,))
+    return [row[0] for row in await cur.fetchall()]
+
+
+async def unwrapped_keys_in(cur: psycopg.AsyncCursor, master: bytes, refs: Iterable[KeyRef]
+                            ) -> tuple[dict[tuple[KeyRef, int], bytes], int]:
+    """Every version of the given keys, unwrapped; and how many did not unwrap (skipped)."""
+    refs = sorted(set(refs))
+    if not refs:
+        return {}, 0
+    await cur.execute(_SELECT_SQL, ([r.subject_id for r in refs], [r.category for r in refs],
+                                    [r.period for r in refs]))
+    keys: dict[tuple[KeyRef, int], bytes] = {}
+    failed = 0
+    for subject, category, period, version, wrapped in await cur.fetchall():
+        ref = KeyRef(subject, category, period)
+        try:
+            keys[(ref, version)] = unwrap_key(master, ref.key_id(version), bytes(wrapped))
+        except MasterKeyError:
+            failed += 1
+    return keys, failed

@@ -17,7 +17,8 @@ from kafka.errors import KafkaError
 
 from events.catalogue import Catalogue, EventType, load_catalogue, per_type, topic_name
 from events.codec import MAX_MESSAGE, encode, key_refs
-from events.keystore import KeyRef, KeyStore
+from events.keys import KeyRef
+from events.keystore import KeyStore
 from events.model import Event
 from events.sealing import KeyRing
 from events.validation import InvalidEvent, parse_event
@@ -118,6 +119,19 @@ class Publisher:
             report.published = len(valid)
         log.info("published", events=report.published, rejected=len(report.rejected))
         return report
+
+    def send_encoded(self, rows: Iterable[tuple[Any, str, bytes, bytes, list[tuple[str, bytes]]]]
+                     ) -> None:
+        """Produce records already encoded (the outbox's: id, topic, key, value, headers) and
+        wait for every acknowledgement."""
+        try:
+            futures = [self._producer.send(topic, key=key or None, value=value, headers=headers)
+                       for _, topic, key, value, headers in rows]
+            self._producer.flush()
+            for fut in futures:
+                fut.get(timeout=30)
+        except KafkaError as exc:
+            raise PublishError(f"broker did not acknowledge: {type(exc).__name__}") from None
 
     def _send(self, valid: list[Event]) -> None:
         """Encrypt and encode every event, then produce them all and wait for the acks."""

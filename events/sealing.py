@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from events.catalogue import MONTHLY_CATEGORIES
 from events.crypto import REDACTED, SEALED
-from events.keystore import KeyRef
+from events.keys import KeyRef
 
 _HEADER = struct.Struct(">BI")  # as events.crypto: the SEALED marker, then the key version
 _SEP = b"\x1f"  # the separator of events.crypto.associated_data

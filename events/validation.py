@@ -131,7 +131,8 @@ _FORMATS: dict[str, Callable[[str, str], None]] = {
 }
 
 
-def _check_format(fmt: str, value: str, field: str) -> None:
+def check_format(fmt: str, value: str, field: str) -> None:
+    """Check ``value`` against a named format of the schemas (email, ip, subject_id...)."""
     check = _FORMATS.get(fmt)
     if check is not None:
         check(value, field)

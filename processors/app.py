@@ -1,61 +1,37 @@
-"""The Faust application: explicit settings, broker and database from the environment.
+"""The Faust application: explicit settings, nothing authoritative inside it.
 
-Nothing authoritative lives in Faust: tables are not used (``memory://`` store), positions and
-rows live in PostgreSQL, written in one transaction per batch.
+Faust tables are not used (``memory://`` store): positions and rows live in PostgreSQL, written
+in one transaction per batch by the ledger the agents are given (`processors.agents`). This
+module knows Faust and the topics; it knows nothing of PostgreSQL.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 
 import faust
 
 from events.catalogue import topic_name
-from events.crypto import load_master_key
 from processors import tuning
-from projections.jsonb import use_fast_json
-from registre.settings import Settings
 
 PROCESSOR_GROUP = "registre-processors"  # the Faust app id, so the Kafka consumer group
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
+    """What one worker process needs to know of its broker and its pace."""
+
     kafka: str
-    database_url: str
     worker_id: str
     embedded: bool  # tune the group protocol for the local broker
     batch_size: int = 2000
     batch_within: float = 0.05
     sweep_seconds: float = 3600.0
-    env: Mapping[str, str] = field(default_factory=dict)
-    master_key: bytes = b""
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-
-    @classmethod
-    def from_env(cls) -> WorkerConfig:
-        settings = Settings.from_env()
-        kafka, database_url = settings.endpoints()
-        env = settings.env
-        return cls(
-            kafka=kafka,
-            database_url=database_url,
-            worker_id=env.get("REGISTRE_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
-            embedded=env.get("REGISTRE_EMBEDDED", "") == "1",
-            batch_size=int(env.get("REGISTRE_BATCH_SIZE") or 2000),
-            sweep_seconds=float(env.get("REGISTRE_SWEEP_SECONDS") or 3600),
-            env=env,
-            master_key=load_master_key(dict(env), settings.home, generate=False)[0],
-        )
 
 
 def create_app(config: WorkerConfig) -> faust.App:
+    """The Faust app with registre's settings (no agent yet)."""
     tuning.apply()
-    use_fast_json()
     # Against the embedded broker the first rebalance otherwise waits ~30 s (session timeout
     # / 2); a short session timeout brings a worker's start to a few seconds.
     session = 6.0 if config.embedded else 30.0

@@ -23,6 +23,8 @@ def record_access(conn: psycopg.Connection, reader: str, subject_id: str, case_r
             " VALUES (%s, %s, %s, %s, %s) RETURNING id",
             (at, reader, subject_id, case_ref.strip(), what),
         ).fetchone()
+    if not conn.autocommit:  # the block above was a savepoint of the caller's transaction
+        conn.commit()
     return row[0]
 
 

@@ -30,12 +30,12 @@ subject connected from is never stored in clear beside its id, and once that key
 
 **Country of a connection.** It is a sealed leaf (``data.location.country``, pii category
 ``location``), so the hook decrypts that one leaf, and nothing else, inside the batch
-transaction: ``make_hook(master_key)`` unwraps the subject's location key of that month from
-``keystore.data_keys`` through the same cursor, keeps only a two-letter code and forgets the
-key. A country that is absent, does not decrypt (key destroyed before the event was projected)
-or is not a two-letter code counts as ``unknown``. Consequence for ``registre rebuild``: a
-rebuild replays the log with the keys that exist *then*, so connections whose location key
-has been destroyed since (erasure, expiry after 13 months) move from their country to
+transaction: ``make_hook(master_key)`` unwraps the subject's location key of that month
+through the key store (`events.keystore.unwrapped_keys_in`), keeps only a two-letter code and
+forgets the key. A country that is absent, does not decrypt (key destroyed before the event was
+projected) or is not a two-letter code counts as ``unknown``. Consequence for ``registre
+rebuild``: a rebuild replays the log with the keys that exist *then*, so connections whose
+location key has been destroyed since (erasure, expiry after 13 months) move from their country to
 ``unknown``; every other figure is rebuilt identically. Residual exposure, stated plainly:
 each batch's increments are written in the same transaction as the batch's other rows, so
 someone with raw access to the WAL or row versions could correlate a country counter with a
@@ -62,8 +62,9 @@ import structlog
 
 from events.catalogue import Catalogue, PiiField, load_catalogue
 from events.codec import KeyLookup, Record, lookup_from, open_field
-from events.crypto import MasterKeyError, sealed_version, unwrap_key
-from events.keystore import KeyRef, key_period
+from events.crypto import sealed_version
+from events.keys import KeyRef, key_period
+from events.keystore import unwrapped_keys_in
 from projections.writer import Hook, Outcome
 
 log = structlog.get_logger("registre.analytics")
@@ -238,25 +239,10 @@ def _location_ref(record: Record) -> KeyRef:
 
 async def _location_keys(cur: psycopg.AsyncCursor, master: bytes,
                          records: list[Record]) -> dict[tuple[KeyRef, int], bytes]:
-    refs = sorted({_location_ref(r) for r in records
-                   if r.type == "ConnectionRecorded" and _sealed_country(r) is not None})
-    if not refs:
-        return {}
-    await cur.execute(
-        "SELECT subject_id, period, version, wrapped FROM keystore.data_keys"
-        " WHERE category = 'location' AND (subject_id, period) IN"
-        " (SELECT * FROM unnest(%s::text[], %s::text[]))",
-        ([r.subject_id for r in refs], [r.period for r in refs]),
-    )
-    keys: dict[tuple[KeyRef, int], bytes] = {}
-    failed = 0
-    for subject, period, version, wrapped in await cur.fetchall():
-        ref = KeyRef(subject, "location", period)
-        try:
-            keys[(ref, version)] = unwrap_key(master, ref.key_id(version), bytes(wrapped))
-        except MasterKeyError:
-            failed += 1  # counted as unknown: never fail the batch (it would dead-letter it)
-    if failed:
+    refs = {_location_ref(r) for r in records
+            if r.type == "ConnectionRecorded" and _sealed_country(r) is not None}
+    keys, failed = await unwrapped_keys_in(cur, master, refs)
+    if failed:  # counted as unknown: never fail the batch (it would dead-letter it)
         log.warning("location keys do not unwrap; countries counted as unknown", keys=failed)
     return keys
 

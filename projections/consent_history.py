@@ -16,7 +16,6 @@ import psycopg
 
 from events.model import format_instant
 from processors.rules.audit import CHOICES, judge_choice, no_choice
-from processors.rules.fold import CONSENT_MONTHS
 from processors.rules.timeutil import ensure_utc
 from projections.writer import Outcome
 
@@ -66,7 +65,7 @@ async def hook(cur: psycopg.AsyncCursor, outcome: Outcome) -> None:
 
 
 def consent_at_sql(conn: psycopg.Connection, subject_id: str, purpose: str, at: datetime,
-                   months: int = CONSENT_MONTHS) -> dict[str, Any]:
+                   months: int) -> dict[str, Any]:
     """The consent of ``subject_id`` for ``purpose`` at ``at``, from the projection."""
     at = ensure_utc(at, "at")
     row = conn.execute(CONSENT_AT_SQL,

@@ -17,13 +17,12 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from events.keys import KeyRef
 from events.keystore import (
-    DESTROY_SQL,
-    KEY_REFS_SQL,
-    LOCK_SQL,
-    MARK_ERASED_SQL,
-    TOMBSTONE_SQL,
-    KeyRef,
+    destroy_in,
+    lock_subject_keys,
+    mark_erased_in,
+    subjects_with_keys_before,
 )
 from events.model import Event
 from processors.rules.erasure import (
@@ -47,25 +46,19 @@ async def carry_out(cur: psycopg.AsyncCursor, doc: dict[str, Any], policy: Polic
                     now: datetime, trigger: Event | None = None) -> list[Event]:
     """Destroy what is due for one subject now; queue the log records. Returns them."""
     subject = doc["subject_id"]
-    await cur.execute(LOCK_SQL, ([subject],))
-    await cur.execute(KEY_REFS_SQL, (subject,))
-    keys = [KeyRef(subject, c, p) for c, p in await cur.fetchall()]
+    keys = await lock_subject_keys(cur, subject)
     p = plan(doc, keys, policy, now)
     if p.mark_erased:
-        for sql in MARK_ERASED_SQL:
-            await cur.execute(sql, (subject, now))
+        await mark_erased_in(cur, subject, now)
     by_reason: dict[str, list[KeyRef]] = {}
     for d in p.decision.destroy:
         by_reason.setdefault(d.reason, []).append(d.ref)
     for reason, refs in by_reason.items():
-        args = ([r.subject_id for r in refs], [r.category for r in refs],
-                [r.period for r in refs])
-        await cur.execute(DESTROY_SQL, args)
-        await cur.execute(TOMBSTONE_SQL, (now, reason, *args))
+        await destroy_in(cur, refs, now, reason)
     events = [e for e in [keys_destroyed(p, now, trigger.event_id if trigger else None)] if e]
     if trigger is not None and trigger.type in END_TRIGGERS:
         events.append(erasure_certificate(p, now, trigger.event_id))
-    events += consent_expiries(doc, now)
+    events += consent_expiries(doc, now, policy)
     await outbox.add(cur, events)
     return events
 
@@ -107,9 +100,9 @@ async def record_erasure_facts(cur: psycopg.AsyncCursor, out: Outcome) -> None:
 SWEEP_CANDIDATES_SQL = """
 SELECT v.subject_id, v.doc FROM projections.customer_view v
 WHERE v.status <> 'active'
-   OR EXISTS (SELECT 1 FROM keystore.data_keys k
-              WHERE k.subject_id = v.subject_id AND k.period <> '' AND k.period <= %(cutoff)s)
-   OR jsonb_path_exists(v.doc, '$.consents.* ? (@.expires_at <= $limit)',
+   OR v.subject_id = ANY(%(keyed)s)
+   OR jsonb_path_exists(v.doc, '$.consents.* ? ((@.status == "granted" || @.status == "refused")
+                                                && @.at <= $limit)',
                         jsonb_build_object('limit', %(limit)s::text))
 ORDER BY v.subject_id
 """
@@ -122,9 +115,13 @@ async def sweep(conn: psycopg.AsyncConnection, policy: Policy, now: datetime) ->
     have ids derived from what they record.
     """
     cutoff = period_of(add_months(now, -policy.connection_location_months))
-    limit = (now + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    # choices made by then may have expired (a day's margin: the text of an instant does not
+    # sort like the instant; `consent_expiries` decides exactly)
+    chosen_by = add_months(now, -policy.consent_validity_months) + timedelta(days=1)
     async with conn.cursor() as cur:
-        await cur.execute(SWEEP_CANDIDATES_SQL, {"cutoff": cutoff, "limit": limit})
+        keyed = await subjects_with_keys_before(cur, cutoff)
+        await cur.execute(SWEEP_CANDIDATES_SQL, {
+            "keyed": keyed, "limit": chosen_by.strftime("%Y-%m-%dT%H:%M:%S")})
         candidates = await cur.fetchall()
     events: list[Event] = []
     for _, doc in candidates:

@@ -1,8 +1,13 @@
-"""The processors' service layer: apply batches to PostgreSQL, never lose or stall on one event.
+"""The processors' side of PostgreSQL: apply batches, publish the outbox, sweep, beat.
 
-A batch is applied in one transaction. A database that is unreachable is retried (nothing is
-acknowledged meanwhile); an event that makes the batch fail on its own is isolated by applying
-the batch one event at a time, and lands in the dead letters with its reason.
+A batch is applied in one transaction (`projections.writer.apply_batch`). A database that is
+unreachable is retried (nothing is acknowledged meanwhile); an event that makes the batch fail on
+its own is isolated by applying the batch one event at a time, and lands in the dead letters with
+its reason. The timers' jobs (outbox, sweep, heartbeat) log and skip a round when the database is
+down rather than stop the worker: the next round tries again.
+
+Built by `registre.bootstrap` with the fold, the projection hooks, the policy and the clock; the
+Faust agents (`processors.agents`) only call its methods.
 """
 
 from __future__ import annotations
@@ -10,37 +15,58 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
 
 import psycopg
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from events.catalogue import load_catalogue
-from processors.rules.fold import apply as fold
-from projections.writer import Hook, Incoming, Outcome, apply_batch
+from events.catalogue import Catalogue, load_catalogue
+from events.log import LogRecord
+from processors.rules.fold import Fold
+from processors.rules.integrity import chain_form
+from processors.rules.policy import Policy
+from projections import outbox
+from projections.erasure_store import sweep
+from projections.integrity_store import achain_batch, aload_or_create_signing_key
+from projections.writer import Hook, Outcome, apply_batch
 
 log = structlog.get_logger("registre.processors")
+Clock = Callable[[], datetime]
+T = TypeVar("T")
+MAX_RETRY_DELAY = 10.0
 
 
-def _fail_fold(reason: str):
-    def refuse(view, record):  # noqa: ANN001, ANN202 - a Fold that rejects everything
+def _refusing(reason: str) -> Fold:
+    def refuse(view: Any, record: Any) -> Any:
         raise ValueError(reason)
 
     return refuse
 
 
-class LedgerService:
-    def __init__(self, database_url: str, worker_id: str, hooks: Sequence[Hook] = ()) -> None:
+class LedgerProjections:
+    """One worker's connection to the projections: one connection per concurrent job."""
+
+    def __init__(self, database_url: str, worker_id: str, fold: Fold, hooks: Sequence[Hook],
+                 policy: Policy, clock: Clock, master_key: bytes,
+                 catalogue: Catalogue | None = None) -> None:
         self.database_url = database_url
         self.worker_id = worker_id
-        self.hooks = list(hooks)
-        self.catalogue = load_catalogue()
+        self.fold = fold
+        self.hooks = [*hooks, self._chain_records]
+        self.policy = policy
+        self.clock = clock
+        self._master_key = master_key
+        self.catalogue = catalogue or load_catalogue()
         self._conns: dict[str, psycopg.AsyncConnection] = {}
+        self._signing: Ed25519PrivateKey | None = None
+        self._outbox_lock = asyncio.Lock()
 
     async def connection(self, role: str = "batch") -> psycopg.AsyncConnection:
-        """One connection per concurrent job (batch, outbox, sweep, heartbeat), so that the
-        transactions of agents and timers never interleave on one connection."""
+        """One connection per job (batch, outbox, sweep, heartbeat), so that the transactions
+        of the agent and of the timers never interleave on one connection."""
         conn = self._conns.get(role)
         if conn is None or conn.closed:
             conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
@@ -51,9 +77,48 @@ class LedgerService:
         for conn in self._conns.values():
             await conn.close()
 
-    async def heartbeat(self, starting: bool = False) -> None:
-        conn = await self.connection("heartbeat")
-        now = datetime.now(UTC)
+    async def _retrying(self, role: str, job: Callable[[psycopg.AsyncConnection],
+                                                       Awaitable[T]]) -> T:
+        """Run ``job`` on the role's connection until the database answers."""
+        delay = 0.5
+        while True:
+            try:
+                return await job(await self.connection(role))
+            except psycopg.OperationalError as exc:
+                log.warning("database unavailable, retrying", job=role,
+                            error=type(exc).__name__, delay=delay)
+                self._conns.pop(role, None)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_DELAY)
+
+    async def _once(self, role: str, job: Callable[[psycopg.AsyncConnection],
+                                                   Awaitable[Any]]) -> None:
+        """Run a timer's job; when the database is down, log and leave it to the next round."""
+        try:
+            await job(await self.connection(role))
+        except psycopg.OperationalError as exc:
+            log.warning("database unavailable, skipping a round", job=role,
+                        error=type(exc).__name__)
+            self._conns.pop(role, None)
+
+    # --- start and heartbeat -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load (or create) the signing key and register the worker, waiting for the database."""
+        await self._ready()
+        await self._retrying("heartbeat", lambda conn: self._beat(conn, starting=True))
+        log.info("processor started", worker_id=self.worker_id)
+
+    async def _ready(self) -> None:
+        if self._signing is None:
+            self._signing = await self._retrying(
+                "heartbeat", lambda conn: aload_or_create_signing_key(conn, self._master_key))
+
+    async def heartbeat(self) -> None:
+        await self._once("heartbeat", self._beat)
+
+    async def _beat(self, conn: psycopg.AsyncConnection, starting: bool = False) -> None:
+        now = self.clock()
         await conn.execute(
             "INSERT INTO projections.processors (worker_id, pid, host, started_at, heartbeat_at)"
             " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (worker_id) DO UPDATE SET"
@@ -62,43 +127,69 @@ class LedgerService:
             (self.worker_id, os.getpid(), socket.gethostname(), now, now),
         )
 
-    async def apply(self, items: Sequence[Incoming]) -> Outcome:
-        """Apply a batch; retries while the database is down; never raises for bad events."""
-        delay = 0.5
-        while True:
-            try:
-                conn = await self.connection()
-                return await self._apply(conn, items)
-            except psycopg.OperationalError as exc:
-                log.warning("database unavailable, retrying", error=type(exc).__name__,
-                            delay=delay)
-                self._conns.pop("batch", None)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+    # --- batches -------------------------------------------------------------------------------
 
-    async def _apply(self, conn: psycopg.AsyncConnection, items: Sequence[Incoming]) -> Outcome:
+    async def apply(self, items: Sequence[LogRecord]) -> Outcome:
+        """Apply a batch; retries while the database is down; never raises for bad events."""
+        await self._ready()
+        return await self._retrying("batch", lambda conn: self._apply(conn, items))
+
+    async def _apply(self, conn: psycopg.AsyncConnection, items: Sequence[LogRecord]) -> Outcome:
         try:
-            out = await apply_batch(conn, items, fold, hooks=self.hooks, catalogue=self.catalogue)
+            out = await apply_batch(conn, items, self.fold, hooks=self.hooks,
+                                    catalogue=self.catalogue)
         except psycopg.OperationalError:
             raise
         except Exception as exc:  # noqa: BLE001 - isolate the event that broke the batch
             if len(items) == 1:
-                reason = f"could not be applied ({type(exc).__name__})"
-                log.warning("event dead-lettered", partition=items[0].partition,
-                            offset=items[0].offset, reason=reason)
-                return await apply_batch(conn, items, _fail_fold(reason), hooks=self.hooks,
-                                         catalogue=self.catalogue)
-            merged = Outcome()
-            for item in items:
-                one = await self._apply(conn, [item])
-                merged.applied += one.applied
-                merged.dead += one.dead
-                merged.duplicates += one.duplicates
-                merged.already_applied += one.already_applied
-                merged.views.update(one.views)
-            return merged
-        if out.dead:
-            for item, reason, _ in out.dead:
-                log.warning("event dead-lettered", partition=item.partition, offset=item.offset,
-                            reason=reason)
+                return await self._dead_letter(conn, items[0], exc)
+            return _merged([await self._apply(conn, [item]) for item in items])
+        for item, reason, _ in out.dead:
+            log.warning("event dead-lettered", partition=item.partition, offset=item.offset,
+                        reason=reason)
         return out
+
+    async def _dead_letter(self, conn: psycopg.AsyncConnection, item: LogRecord,
+                           exc: Exception) -> Outcome:
+        reason = f"could not be applied ({type(exc).__name__})"
+        log.warning("event dead-lettered", partition=item.partition, offset=item.offset,
+                    reason=reason)
+        return await apply_batch(conn, [item], _refusing(reason), hooks=self.hooks,
+                                 catalogue=self.catalogue)
+
+    async def _chain_records(self, cur: psycopg.AsyncCursor, out: Outcome) -> None:
+        """Tamper evidence: chain every new record and sign a checkpoint, in the batch."""
+        assert self._signing is not None, "apply() loads the signing key first"
+        await achain_batch(cur, [chain_form(i) for i in out.items], self._signing)
+
+    # --- the timers' jobs ----------------------------------------------------------------------
+
+    async def publish_pending(self, send: Callable[[list[outbox.Row]], Awaitable[None]]) -> None:
+        """Publish the outbox (the ledger's own facts, the dead letters), then forget it."""
+        async def drain(conn: psycopg.AsyncConnection) -> None:
+            while await outbox.drain_async(conn, send):
+                pass
+
+        async with self._outbox_lock:
+            await self._once("outbox", drain)
+
+    async def sweep(self) -> None:
+        """Destroy what has fallen due and expire consents, as of the processors' clock."""
+        async def run(conn: psycopg.AsyncConnection) -> None:
+            events = await sweep(conn, self.policy, self.clock())
+            if events:
+                log.info("retention sweep", events=len(events))
+
+        await self._once("sweep", run)
+
+
+def _merged(outcomes: list[Outcome]) -> Outcome:
+    merged = Outcome()
+    for one in outcomes:
+        merged.applied += one.applied
+        merged.dead += one.dead
+        merged.duplicates += one.duplicates
+        merged.already_applied += one.already_applied
+        merged.views.update(one.views)
+        merged.items += one.items
+    return merged

@@ -1,25 +1,132 @@
-"""Composition root: builds the key store, publisher and readers from the settings."""
+"""The composition root: one place builds everything registre runs from the settings.
+
+`Registre(settings)` gives the policy, the clock, the master key, the key store, the publisher,
+the view fold, the projection hooks, the batch applier of the processors and the worker's
+settings. The worker (`registre.worker`), `registre rebuild`, every CLI command, the demo and
+the tests build what they use here, so that a rule or an adapter is wired in one place.
+Nothing is opened before it is asked for.
+"""
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from functools import cached_property
+
+import psycopg
+
+from events.catalogue import Catalogue, load_catalogue
 from events.crypto import load_master_key
 from events.keystore import KeyStore
 from events.publisher import Publisher
-from registre.settings import Settings
+from processors.app import WorkerConfig
+from processors.rules.fold import ViewFold
+from processors.rules.policy import Policy, policy_from_env
+from projections.erasure_store import RECORD_RESET_SQL, enforce_hook, record_erasure_facts
+from projections.jsonb import use_fast_json
+from projections.ledger import LedgerProjections
+from projections.writer import Hook
+from registre.settings import SettingError, Settings
+
+Clock = Callable[[], datetime]
+PUBLISHER_KEY_CACHE_SECONDS = 30.0
 
 
-def master_key(settings: Settings) -> bytes:
-    """The master key; the embedded default generates HOME/master.key (0600) on first use."""
-    key, _ = load_master_key(dict(settings.env), settings.home, generate=settings.embedded)
-    return key
+def system_clock() -> datetime:
+    """The machine's clock, in UTC: the ledger's clock unless a test or a drill gives another."""
+    return datetime.now(UTC)
 
 
-def open_keystore(settings: Settings, cache_seconds: float = 0.0) -> KeyStore:
-    _, database_url = settings.endpoints()
-    return KeyStore.connect(database_url, master_key(settings), cache_seconds)
+class Registre:
+    """Everything registre runs, built from ``settings`` on first use."""
 
+    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        use_fast_json()
 
-def open_publisher(settings: Settings, allow_registre: bool = False) -> Publisher:
-    kafka, _ = settings.endpoints()
-    keystore = open_keystore(settings, cache_seconds=30.0)
-    return Publisher(kafka, keystore, allow_registre=allow_registre, owns_keystore=True)
+    # --- configuration -------------------------------------------------------------------------
+
+    @cached_property
+    def policy(self) -> Policy:
+        """The retention policy of REGISTRE_POLICY_FILE (the packaged defaults when unset)."""
+        try:
+            return policy_from_env(self.settings.env)
+        except ValueError as exc:
+            raise SettingError(str(exc)) from None
+
+    @cached_property
+    def catalogue(self) -> Catalogue:
+        return load_catalogue()
+
+    @cached_property
+    def endpoints(self) -> tuple[str, str]:
+        """(Kafka bootstrap servers, database URL) of the configured or running services."""
+        return self.settings.endpoints()
+
+    @property
+    def kafka(self) -> str:
+        return self.endpoints[0]
+
+    @property
+    def database_url(self) -> str:
+        return self.endpoints[1]
+
+    @cached_property
+    def master_key(self) -> bytes:
+        """The master key; the embedded default generates HOME/master.key (0600) on first use."""
+        key, _ = load_master_key(dict(self.settings.env), self.settings.home,
+                                 generate=self.settings.embedded)
+        return key
+
+    def ensure_master_key(self) -> None:
+        """Load the master key now (the embedded default creates HOME/master.key, 0600)."""
+        self.__dict__.pop("master_key", None)
+        assert len(self.master_key) == 32
+
+    # --- adapters ------------------------------------------------------------------------------
+
+    def connect(self) -> psycopg.Connection:
+        """A new autocommit connection to the database (the caller closes it)."""
+        return psycopg.connect(self.database_url, autocommit=True)
+
+    def keystore(self, cache_seconds: float = 0.0) -> KeyStore:
+        return KeyStore.connect(self.database_url, self.master_key, cache_seconds)
+
+    def publisher(self, allow_registre: bool = False) -> Publisher:
+        """A publisher with its own key store (closed with it)."""
+        keystore = self.keystore(cache_seconds=PUBLISHER_KEY_CACHE_SECONDS)
+        return Publisher(self.kafka, keystore, catalogue=self.catalogue,
+                         allow_registre=allow_registre, owns_keystore=True)
+
+    # --- the processors ------------------------------------------------------------------------
+
+    def fold(self) -> ViewFold:
+        return ViewFold(self.policy, self.catalogue)
+
+    def projection_hooks(self) -> list[tuple[Hook, Sequence[str]]]:
+        """(hook, reset statements) of every projection written beside the customer view."""
+        from projections import analytics, consent_history
+
+        return [(record_erasure_facts, RECORD_RESET_SQL),
+                (consent_history.hook, consent_history.RESET_SQL),
+                (analytics.make_hook(self.master_key, self.catalogue), analytics.RESET_SQL)]
+
+    def worker_config(self) -> WorkerConfig:
+        env = self.settings.env
+        return WorkerConfig(
+            kafka=self.kafka,
+            worker_id=env.get("REGISTRE_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
+            embedded=env.get("REGISTRE_EMBEDDED", "") == "1",
+            batch_size=int(self.settings.number("REGISTRE_BATCH_SIZE", 2000)),
+            sweep_seconds=self.settings.number("REGISTRE_SWEEP_SECONDS", 3600),
+        )
+
+    def ledger(self, worker_id: str) -> LedgerProjections:
+        """The batch applier of one worker: the fold, the projections, erasure at once."""
+        hooks = [hook for hook, _ in self.projection_hooks()]
+        hooks.append(enforce_hook(self.policy, self.clock))
+        return LedgerProjections(self.database_url, worker_id, self.fold(), hooks, self.policy,
+                                 self.clock, self.master_key, self.catalogue)

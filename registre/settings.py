@@ -52,7 +52,7 @@ class Settings:
     def endpoints(self) -> tuple[str, str]:
         """(kafka bootstrap, database url): from the environment or the running runtime."""
         info = self.runtime() if self.embedded else {}
-        if self.embedded and not _alive(info.get("pid")):
+        if self.embedded and not pid_alive(info.get("pid")):
             raise NotRunning(
                 f"nothing runs in {self.home}: start `registre run` (or set REGISTRE_KAFKA "
                 "and REGISTRE_DATABASE_URL)"
@@ -68,8 +68,26 @@ class Settings:
         value = self.env.get("REGISTRE_POLICY_FILE")
         return Path(value) if value else None
 
+    def number(self, name: str, default: float) -> float:
+        """A positive number from the environment (``default`` when unset)."""
+        raw = (self.env.get(name) or "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingError(f"{name} must be a number, got {raw!r}") from None
+        if value <= 0:
+            raise SettingError(f"{name} must be positive, got {raw!r}")
+        return value
 
-def _alive(pid: Any) -> bool:
+
+class SettingError(ValueError):
+    """A setting of the environment that cannot be used as it is."""
+
+
+def pid_alive(pid: Any) -> bool:
+    """Whether a process with that id runs (on this machine)."""
     if not isinstance(pid, int):
         return False
     try:

@@ -1,8 +1,8 @@
-"""`python -m registre.worker`: start one processor worker (what `registre run` spawns)."""
+"""`python -m registre.worker`: one processor worker (what `registre run` spawns, and what a
+production node runs). Its settings come from the environment, like every command's."""
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 
@@ -12,13 +12,17 @@ warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 def main() -> int:
     import faust
 
-    from processors.agents import build
+    from processors.agents import build_app
+    from registre.bootstrap import Registre
     from registre.logs import configure
+    from registre.settings import Settings
 
-    configure(os.environ.get("REGISTRE_LOG_LEVEL", "info"))
-    app = build()
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
-    worker.execute_from_commandline()
+    settings = Settings.from_env()
+    configure(settings.env.get("REGISTRE_LOG_LEVEL", "info"))
+    registre = Registre(settings)
+    config = registre.worker_config()
+    app = build_app(config, registre.ledger(config.worker_id))
+    faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
     return 0
 
 

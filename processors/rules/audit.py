@@ -1,23 +1,23 @@
 """The compliance questions as pure folds over one subject's Records (no broker, no database).
 
-Every function takes the subject's records *in log order* (as `registre.services.replay` reads them)
-and an instant; it reads no clock. An event id seen twice is counted once (the first copy),
+Every function takes the subject's records *in log order* (as `registre.services.replay` reads
+them) and an instant; it reads no clock. An event id seen twice is counted once (the first copy),
 as the processors do.
 
-* ``consent_at(records, purpose, at)``: the latest consent choice (ConsentGiven, ConsentRefused,
-  ConsentWithdrawn) naming ``purpose`` with ``occurred_at <= at`` wins; ties on the instant go
-  to the later record in the log. A granted or refused choice is *expired* from
-  ``add_months(choice_at, months)`` on (13 months by default), or from a ConsentExpired record
-  that names that choice, whichever comes first. No choice at all: ``none``.
+* ``consent_at(records, purpose, at, months)``: the latest consent choice (ConsentGiven,
+  ConsentRefused, ConsentWithdrawn) naming ``purpose`` with ``occurred_at <= at`` wins; ties on the
+  instant go to the later record in the log. A granted or refused choice is *expired* from
+  ``add_months(choice_at, months)`` on (the policy's consent validity), or from a ConsentExpired
+  record that names that choice, whichever comes first. No choice at all: ``none``.
 * ``disclosures(records)``: every DataShared, each judged at its own instant. A disclosure on
   the basis of a legal obligation, or to a processor under a processor contract, is authorised
   by that basis. Any other (a third party, or a basis of ``authorisation``) needs the
   recipient's SharingAuthorised active at that instant (granted at or before it, not revoked
   at or before it; a later SharingAuthorised of the same recipient replaces the earlier one)
   covering every category disclosed; otherwise it is flagged ``authorised: false``.
-* ``as_of(records, at)``: the customer view (`processors.rules.fold.apply`) folded over the records
-  with ``occurred_at <= at``, in log order, skipping what the processors reject; None when
-  nothing about the subject had happened by then (e.g. before the account existed).
+* ``as_of(records, at, policy)``: the customer view (`processors.rules.fold.ViewFold`) folded over
+  the records with ``occurred_at <= at``, in log order, skipping what the processors reject;
+  None when nothing about the subject had happened by then (e.g. before the account existed).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from typing import Any
 from events.catalogue import Catalogue, load_catalogue
 from events.codec import Record
 from events.model import format_instant
-from processors.rules.fold import CONSENT_MONTHS, apply
+from processors.rules.fold import ViewFold
+from processors.rules.policy import Policy
 from processors.rules.timeutil import add_months, ensure_utc
 
 CHOICES = {"ConsentGiven": "granted", "ConsentRefused": "refused",
@@ -71,7 +72,7 @@ def judge_choice(status: str, event_id: str, notice_version: str | None,
 
 
 def consent_at(records: Sequence[Record], purpose: str, at: datetime,
-               months: int = CONSENT_MONTHS) -> dict[str, Any]:
+               months: int) -> dict[str, Any]:
     """{status, event_id, notice_version, mechanism, choice_at, expires_at, expiry_event_id}."""
     at = ensure_utc(at, "at")
     best: Record | None = None
@@ -156,18 +157,18 @@ def disclosures(records: Sequence[Record]) -> list[dict[str, Any]]:
     return out
 
 
-def as_of(records: Sequence[Record], at: datetime,
+def as_of(records: Sequence[Record], at: datetime, policy: Policy,
           catalogue: Catalogue | None = None) -> dict[str, Any] | None:
     """The customer view document as it stood at ``at`` (None if nothing had happened yet)."""
     at = ensure_utc(at, "at")
-    catalogue = catalogue or load_catalogue()
+    apply = ViewFold(policy, catalogue or load_catalogue())
     view: dict[str, Any] | None = None
     applied: set[str] = set()
     for r in records:
         if r.occurred_at > at or r.event_id in applied:
             continue
         try:
-            view = apply(view, r, catalogue)
+            view = apply(view, r)
         except Exception:  # noqa: BLE001 - the processors dead-letter it; so do we
             continue
         applied.add(r.event_id)

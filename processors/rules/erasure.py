@@ -14,10 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from events.keystore import KeyRef
+from events.keys import KeyRef
 from events.model import Event
 from processors.rules.policy import Policy
-from processors.rules.retention import Decision, Hold, SubjectFacts, decide
+from processors.rules.retention import (
+    Decision,
+    Hold,
+    SubjectFacts,
+    decide,
+    sharing_records_until,
+)
+from processors.rules.timeutil import add_months
 
 SOURCE = "registre"
 _NS = uuid.UUID("8f1f6a52-3c64-4d0b-9a55-6b1d2f6c0e11")
@@ -54,6 +61,16 @@ class Plan:
     @property
     def destroy_refs(self) -> list[KeyRef]:
         return [d.ref for d in self.decision.destroy]
+
+
+def sharing_records_until_view(doc: Mapping[str, Any], policy: Policy) -> datetime | None:
+    """Until when the subject's sharing and disclosure records are shown (None: account live).
+
+    The records stay in the log (append-only and signed, and holding no personal field beside
+    the pseudonymous id); from that instant on the view, the answers and the export leave them
+    out.
+    """
+    return sharing_records_until(facts_from_view(doc), policy)
 
 
 def plan(doc: Mapping[str, Any], keys: Iterable[KeyRef], policy: Policy, now: datetime) -> Plan:
@@ -96,16 +113,21 @@ def erasure_certificate(plan: Plan, at: datetime, trigger_event_id: str) -> Even
                   "holds": list(plan.decision.held)})
 
 
-def consent_expiries(doc: Mapping[str, Any], now: datetime) -> list[Event]:
-    """ConsentExpired for every granted or refused choice past its validity at ``now``."""
-    by_choice: dict[str, list[str]] = {}
+def consent_expiries(doc: Mapping[str, Any], now: datetime, policy: Policy) -> list[Event]:
+    """ConsentExpired for every granted or refused choice past the policy's validity at ``now``.
+
+    The expiry is worked out from the choice's instant and the loaded policy, not from what
+    the view stored when it was folded, so a changed policy takes effect at once.
+    """
+    by_choice: dict[str, tuple[datetime, list[str]]] = {}
     for purpose, c in sorted(doc.get("consents", {}).items()):
-        if c["status"] in ("granted", "refused") and c.get("expires_at") and \
-                datetime.fromisoformat(c["expires_at"]) <= now:
-            by_choice.setdefault(c["event_id"], []).append(purpose)
+        if c["status"] not in ("granted", "refused"):
+            continue
+        expires = add_months(datetime.fromisoformat(c["at"]), policy.consent_validity_months)
+        if expires <= now:
+            by_choice.setdefault(c["event_id"], (expires, []))[1].append(purpose)
     return [
         Event(_event_id("ConsentExpired", choice), "ConsentExpired", doc["subject_id"],
-              datetime.fromisoformat(doc["consents"][purposes[0]]["expires_at"]),
-              SOURCE, {"purposes": purposes, "choice_event_id": choice})
-        for choice, purposes in by_choice.items()
+              expires, SOURCE, {"purposes": purposes, "choice_event_id": choice})
+        for choice, (expires, purposes) in by_choice.items()
     ]

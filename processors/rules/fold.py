@@ -4,11 +4,16 @@ A view is a plain JSON-able dict (stored as JSONB). Personal fields are kept exa
 came in the log: sealed bytes (base64) with the context needed to decrypt them on read
 (event id, type, instant, field path). Destroying a key therefore makes every copy unreadable
 at once, with no table to scrub.
+
+The fold is a table of small handlers, one per event type (`_HANDLERS`). It needs one duration,
+the validity of a consent choice, which it reads from the policy it is built with
+(`ViewFold(policy)`): the same policy the sweep, the audit answers and the export read.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,18 +21,22 @@ from events.catalogue import Catalogue, load_catalogue
 from events.codec import Record
 from events.crypto import REDACTED, sealed_version
 from events.model import format_instant
+from processors.rules.policy import Policy
 from processors.rules.timeutil import add_months
 
-CONSENT_MONTHS = 13
 PERSONAL_GROUPS = {"identity": ("gender", "last_name", "first_name"),
                    "contact": ("email", "phone", "postal_address")}
+CONSENT_STATUS = {"ConsentGiven": "granted", "ConsentRefused": "refused",
+                  "ConsentWithdrawn": "withdrawn", "ConsentExpired": "expired"}
+Fold = Callable[[dict[str, Any] | None, Record], dict[str, Any]]
+View = dict[str, Any]
 
 
 class Rejected(ValueError):
     """An event the view cannot apply (it is kept in the log and dead-lettered with this)."""
 
 
-def empty_view(subject_id: str) -> dict[str, Any]:
+def empty_view(subject_id: str) -> View:
     return {
         "subject_id": subject_id,
         "status": "active",
@@ -63,7 +72,7 @@ def _sealed_leaves(record: Record, catalogue: Catalogue) -> dict[str, dict[str, 
     return out
 
 
-def _authorised(view: dict[str, Any], d: dict[str, Any]) -> bool:
+def authorised_by_view(view: View, d: dict[str, Any]) -> bool:
     """As `processors.rules.audit.disclosures`: a legal obligation or a processor contract
     authorises by itself; otherwise that recipient's authorisation must cover every category."""
     if d["basis"] == "legal_obligation" or (d["recipient_kind"], d["basis"]) == (
@@ -73,88 +82,139 @@ def _authorised(view: dict[str, Any], d: dict[str, Any]) -> bool:
     return auth is not None and set(d["categories"]) <= set(auth["categories"])
 
 
-def consent_expiry(at: datetime) -> datetime:
-    return add_months(at, CONSENT_MONTHS)
+class ViewFold:
+    """The customer view fold under one policy: ``fold(view, record) -> view``.
+
+    Raises `Rejected` for an event it cannot apply. Copy on write: the view given is never
+    changed (a shallow copy, and a copy of each branch before it changes).
+    """
+
+    def __init__(self, policy: Policy, catalogue: Catalogue | None = None) -> None:
+        self.policy = policy
+        self.catalogue = catalogue or load_catalogue()
+
+    def consent_expiry(self, at: datetime) -> datetime:
+        """When a choice made at ``at`` expires (granted and refused choices only)."""
+        return add_months(at, self.policy.consent_validity_months)
+
+    def __call__(self, view: View | None, record: Record) -> View:
+        v = dict(view) if view else empty_view(record.subject_id)
+        v["counts"] = dict(v["counts"])
+        handler = _HANDLERS.get(record.type)
+        if handler is not None:
+            handler(self, v, record, format_instant(record.occurred_at))
+        v["counts"]["events"] += 1
+        last = v["last_event_at"]  # compare instants, not strings ("...00Z" > "...00.5Z")
+        if not last or datetime.fromisoformat(last) < record.occurred_at:
+            v["last_event_at"] = format_instant(record.occurred_at)
+        return v
 
 
-def apply(view: dict[str, Any] | None, record: Record,
-          catalogue: Catalogue | None = None) -> dict[str, Any]:
-    """Return the view after ``record``. Raises Rejected for an event it cannot apply."""
-    catalogue = catalogue or load_catalogue()
-    # Copy on write: a shallow copy, and a copy of each branch before it changes (a deep copy
-    # of every view for every event was the processors' largest cost).
-    v = dict(view) if view else empty_view(record.subject_id)
-    v["counts"] = dict(v["counts"])
-    at = format_instant(record.occurred_at)
+Handler = Callable[[ViewFold, View, Record, str], None]
+
+
+def _account_created(fold: ViewFold, v: View, record: Record, at: str) -> None:
+    if v["has_account"] and v["status"] == "active":
+        raise Rejected("subject_id: the subject already has a live account")
+    v.update(status="active", has_account=True, created_at=at, deleted_at=None)
+    v["personal"] = _sealed_leaves(record, fold.catalogue)
+
+
+def _account_updated(fold: ViewFold, v: View, record: Record, at: str) -> None:
+    if not (v["has_account"] and v["status"] == "active"):
+        raise Rejected("subject_id: no live account to update")
+    leaves = _sealed_leaves(record, fold.catalogue)
+    personal = v["personal"]
+    if record.data.get("postal_address") is not None:
+        personal = {k: r for k, r in personal.items() if not k.startswith("postal_address.")}
+    v["personal"] = {**personal, **leaves}
+
+
+def _connection(fold: ViewFold, v: View, record: Record, at: str) -> None:
+    v["last_connection"] = {"at": at, "event_id": record.event_id,
+                            "fields": _sealed_leaves(record, fold.catalogue)}
+    v["counts"]["connections"] += 1
+
+
+def _consent(fold: ViewFold, v: View, record: Record, at: str) -> None:
+    status = CONSENT_STATUS[record.type]
     d = record.data
-    kind = record.type
-    if kind == "AccountCreated":
-        if v["has_account"] and v["status"] == "active":
-            raise Rejected("subject_id: the subject already has a live account")
-        v.update(status="active", has_account=True, created_at=at, deleted_at=None)
-        v["personal"] = _sealed_leaves(record, catalogue)
-    elif kind == "AccountUpdated":
-        if not (v["has_account"] and v["status"] == "active"):
-            raise Rejected("subject_id: no live account to update")
-        leaves = _sealed_leaves(record, catalogue)
-        if d.get("postal_address") is not None:
-            v["personal"] = {k: r for k, r in v["personal"].items()
-                             if not k.startswith("postal_address.")}
-        v["personal"] = {**v["personal"], **leaves}
-    elif kind == "ConnectionRecorded":
-        v["last_connection"] = {"at": at, "event_id": record.event_id,
-                                "fields": _sealed_leaves(record, catalogue)}
-        v["counts"]["connections"] += 1
-    elif kind in ("ConsentGiven", "ConsentRefused", "ConsentWithdrawn", "ConsentExpired"):
-        status = {"ConsentGiven": "granted", "ConsentRefused": "refused",
-                  "ConsentWithdrawn": "withdrawn", "ConsentExpired": "expired"}[kind]
-        expires = (format_instant(consent_expiry(record.occurred_at))
-                   if status in ("granted", "refused") else None)
-        v["consents"] = dict(v["consents"])
-        for purpose in d["purposes"]:
-            if kind == "ConsentExpired" and (
-                v["consents"].get(purpose, {}).get("event_id") != d["choice_event_id"]
-            ):
-                continue  # a newer choice superseded the one that expired
-            v["consents"][purpose] = {
-                "status": status, "at": at, "event_id": record.event_id,
-                "notice_version": d.get("notice_version"),
-                "mechanism": d.get("mechanism"), "expires_at": expires,
-            }
-            if kind == "ConsentExpired":
-                v["consents"][purpose]["choice_event_id"] = d["choice_event_id"]
-    elif kind == "SharingAuthorised":
-        v["authorisations"] = dict(v["authorisations"])
-        v["authorisations"][d["recipient"]] = {
-            "categories": sorted(d["categories"]), "purpose": d["purpose"],
-            "since": at, "event_id": record.event_id}
-    elif kind == "SharingRevoked":
-        v["authorisations"] = {r: a for r, a in v["authorisations"].items()
-                               if r != d["recipient"]}
-    elif kind == "DataShared":
-        v["counts"]["disclosures"] += 1
-        if not _authorised(v, d):
-            v["counts"]["unauthorised_disclosures"] += 1
-    elif kind == "DocumentIssued":
-        document = {"kind": d["kind"], "document_ref": d["document_ref"], "at": at,
-                    "event_id": record.event_id}
-        v["documents"] = [*v["documents"], document]
-        v["counts"]["documents"] += 1
-    elif kind == "AccountDeleted":
-        if v["status"] == "active":
-            v["status"] = "deleted"
-        v["deleted_at"] = v["deleted_at"] or at
-    elif kind == "ErasureRequested":
-        v["status"] = "erased"
-        v["erased_at"] = v["erased_at"] or at
-    elif kind == "LegalHoldPlaced":
-        v["holds"] = dict(v["holds"])
-        v["holds"][d["case_ref"]] = {"reason": d["reason"], "categories": d.get("categories"),
-                                     "since": at, "event_id": record.event_id}
-    elif kind == "LegalHoldReleased":
-        v["holds"] = {c: h for c, h in v["holds"].items() if c != d["case_ref"]}
-    v["counts"]["events"] += 1
-    last = v["last_event_at"]  # compare instants, not strings ("...00Z" > "...00.5Z")
-    v["last_event_at"] = at if not last or datetime.fromisoformat(last) < record.occurred_at \
-        else last
-    return v
+    expires = (format_instant(fold.consent_expiry(record.occurred_at))
+               if status in ("granted", "refused") else None)
+    v["consents"] = consents = dict(v["consents"])
+    for purpose in d["purposes"]:
+        if record.type == "ConsentExpired" and (
+            consents.get(purpose, {}).get("event_id") != d["choice_event_id"]
+        ):
+            continue  # a newer choice superseded the one that expired
+        consents[purpose] = {
+            "status": status, "at": at, "event_id": record.event_id,
+            "notice_version": d.get("notice_version"),
+            "mechanism": d.get("mechanism"), "expires_at": expires,
+        }
+        if record.type == "ConsentExpired":
+            consents[purpose]["choice_event_id"] = d["choice_event_id"]
+
+
+def _sharing_authorised(fold: ViewFold, v: View, record: Record, at: str) -> None:
+    d = record.data
+    v["authorisations"] = {**v["authorisations"], d["recipient"]: {
+        "categories": sorted(d["categories"]), "purpose": d["purpose"],
+        "since": at, "event_id": record.event_id}}
+
+
+def _sharing_revoked(fold: ViewFold, v: View, record: Record, at: str) -> None:
+    recipient = record.data["recipient"]
+    v["authorisations"] = {r: a for r, a in v["authorisations"].items() if r != recipient}
+
+
+def _data_shared(fold: ViewFold, v: View, record: Record, at: str) -> None:
+    v["counts"]["disclosures"] += 1
+    if not authorised_by_view(v, record.data):
+        v["counts"]["unauthorised_disclosures"] += 1
+
+
+def _document(fold: ViewFold, v: View, record: Record, at: str) -> None:
+    d = record.data
+    v["documents"] = [*v["documents"], {"kind": d["kind"], "document_ref": d["document_ref"],
+                                        "at": at, "event_id": record.event_id}]
+    v["counts"]["documents"] += 1
+
+
+def _account_deleted(fold: ViewFold, v: View, record: Record, at: str) -> None:
+    if v["status"] == "active":
+        v["status"] = "deleted"
+    v["deleted_at"] = v["deleted_at"] or at
+
+
+def _erasure_requested(fold: ViewFold, v: View, record: Record, at: str) -> None:
+    v["status"] = "erased"
+    v["erased_at"] = v["erased_at"] or at
+
+
+def _hold_placed(fold: ViewFold, v: View, record: Record, at: str) -> None:
+    d = record.data
+    v["holds"] = {**v["holds"], d["case_ref"]: {
+        "reason": d["reason"], "categories": d.get("categories"), "since": at,
+        "event_id": record.event_id}}
+
+
+def _hold_released(fold: ViewFold, v: View, record: Record, at: str) -> None:
+    case = record.data["case_ref"]
+    v["holds"] = {c: h for c, h in v["holds"].items() if c != case}
+
+
+_HANDLERS: dict[str, Handler] = {
+    "AccountCreated": _account_created,
+    "AccountUpdated": _account_updated,
+    "ConnectionRecorded": _connection,
+    **{kind: _consent for kind in CONSENT_STATUS},
+    "SharingAuthorised": _sharing_authorised,
+    "SharingRevoked": _sharing_revoked,
+    "DataShared": _data_shared,
+    "DocumentIssued": _document,
+    "AccountDeleted": _account_deleted,
+    "ErasureRequested": _erasure_requested,
+    "LegalHoldPlaced": _hold_placed,
+    "LegalHoldReleased": _hold_released,
+}

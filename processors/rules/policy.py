@@ -1,8 +1,10 @@
 """The retention policy as data: every duration of domain.md, changeable by a policy file.
 
-The defaults live in ``schemas/policy.default.json`` (documented entry by entry); the
-``Policy`` dataclass carries the same values so that ``Policy()`` is the default policy. A policy
-file (``REGISTRE_POLICY_FILE``) has the same shape and may give any subset of the durations:
+The defaults live in ``schemas/policy.default.json`` (documented entry by entry) and nowhere
+else: the ``Policy`` dataclass reads its defaults from that file, so ``Policy()`` is the default
+policy. Every rule that needs a duration takes the loaded ``Policy``; none has a constant of its
+own. A policy file (``REGISTRE_POLICY_FILE``) has the same shape and may give any subset of
+the durations:
 
 .. code-block:: json
 
@@ -18,9 +20,8 @@ negative, non-integer or absurd (> 1200 months) values, and malformed JSON are r
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,18 +32,30 @@ FORMAT = 1
 MAX_MONTHS = 1200  # 100 years: anything longer is a typo, not a policy
 
 
+def default_policy_text() -> str:
+    """The text of the packaged, documented default policy (``schemas/policy.default.json``)."""
+    return resources.files("schemas").joinpath(DEFAULT_POLICY_RESOURCE).read_text("utf-8")
+
+
+def _packaged(name: str) -> Any:
+    """The packaged default of one duration (checked when the dataclass is built)."""
+    entry = json.loads(default_policy_text())["durations"][name]
+    return field(default=entry["months"] if isinstance(entry, Mapping) else entry)
+
+
 @dataclass(frozen=True)
 class Policy:
-    """Every retention duration, in calendar months. Defaults from domain.md."""
+    """Every retention duration, in calendar months (meanings: the packaged policy file)."""
 
-    # identity/contact kept until end of account + 5 years when a DocumentIssued exists
-    identity_contact_after_end_with_document_months: int = 60
+    # identity/contact kept until end of account + N months when a DocumentIssued exists
+    identity_contact_after_end_with_document_months: int = _packaged(
+        "identity_contact_after_end_with_document_months")
     # per monthly key, counted from the END of the key's UTC month
-    connection_location_months: int = 13
-    # a consent choice is valid 13 months from the instant it was given
-    consent_validity_months: int = 13
-    # sharing and disclosure records kept 5 years after the end of the account
-    sharing_records_after_end_months: int = 60
+    connection_location_months: int = _packaged("connection_location_months")
+    # a consent choice is valid N months from the instant it was given
+    consent_validity_months: int = _packaged("consent_validity_months")
+    # sharing and disclosure records kept N months after the end of the account
+    sharing_records_after_end_months: int = _packaged("sharing_records_after_end_months")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -133,11 +146,6 @@ def parse_policy(text: str, source: str = "<policy>", base: Policy | None = None
     return Policy(**values)
 
 
-def default_policy_text() -> str:
-    """The text of the packaged, documented default policy (``schemas/policy.default.json``)."""
-    return resources.files("schemas").joinpath(DEFAULT_POLICY_RESOURCE).read_text("utf-8")
-
-
 def load_policy(path: Path | None) -> Policy:
     """The policy of ``path``, or the packaged defaults when ``path`` is None.
 
@@ -155,8 +163,7 @@ def load_policy(path: Path | None) -> Policy:
     return parse_policy(text, str(path), base=defaults)
 
 
-def policy_from_env(environ: Mapping[str, str] | None = None) -> Policy:
-    """The policy named by ``REGISTRE_POLICY_FILE`` (defaults when unset or empty)."""
-    environ = os.environ if environ is None else environ
+def policy_from_env(environ: Mapping[str, str]) -> Policy:
+    """The policy named by ``REGISTRE_POLICY_FILE`` in ``environ`` (defaults when unset)."""
     value = environ.get(POLICY_ENV, "").strip()
     return load_policy(Path(value) if value else None)

@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from events.catalogue import CATEGORIES, MONTHLY_CATEGORIES
-from events.keystore import KeyRef
+from events.keys import KeyRef
 from processors.rules.policy import Policy
 from processors.rules.timeutil import add_months, ensure_utc, format_utc, month_end, parse_period
 

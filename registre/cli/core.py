@@ -1,43 +1,100 @@
-"""Handlers of the core commands: run, publish, info, wait, view, rebuild, demo."""
+"""The core commands: run, publish, info, wait, view, rebuild, demo."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
-from registre import bootstrap as app
-from registre.cli import command, emit
-from registre.cli.errors import UserError
-from registre.cli.jsonl import read_lines
+from registre.errors import UserError
+from registre.output import emit
 from registre.settings import Settings
 
 
-@command("run")
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("demo", help="the whole story on the embedded default, start to finish"
+                   ).set_defaults(func=demo)
+    r = sub.add_parser("run", help="run the processors (and the embedded default) until Ctrl-C")
+    r.add_argument("--workers", type=int, default=1, help="processor worker processes")
+    r.set_defaults(func=run)
+    pub = sub.add_parser("publish", help="publish JSON-lines events from FILE (- for stdin)")
+    pub.add_argument("file")
+    pub.set_defaults(func=publish)
+    sub.add_parser("info", help="where things are (JSON)").set_defaults(func=info)
+    w = sub.add_parser("wait", help="return when every processor applied everything published")
+    w.add_argument("--timeout", type=float, default=60.0)
+    w.set_defaults(func=wait)
+    v = sub.add_parser("view", help="the current customer view of SUBJECT")
+    v.add_argument("subject")
+    v.add_argument("--json", action="store_true")
+    v.add_argument("--retained", action="store_true",
+                   help="compliance read of data retained after deletion (needs --case)")
+    v.add_argument("--case", help="case reference of a compliance read")
+    reader_flag(v)
+    v.set_defaults(func=view)
+    sub.add_parser("rebuild", help="rebuild every projection from the log"
+                   ).set_defaults(func=rebuild)
+
+
+def reader_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reader", default=None,
+                   help="who reads, for the access log (default: $REGISTRE_READER or the OS user)")
+
+
+def reader(args: argparse.Namespace, settings: Settings) -> str:
+    """Who reads: --reader, else REGISTRE_READER, else the OS user."""
+    if getattr(args, "reader", None) and args.reader.strip():
+        return args.reader.strip()
+    env = settings.env.get("REGISTRE_READER")
+    if env and env.strip():
+        return env.strip()
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+def desk(args: argparse.Namespace, settings: Settings) -> Any:
+    """The compliance desk for this command's reader."""
+    from registre.bootstrap import Registre
+    from registre.services.compliance import Compliance
+
+    return Compliance(Registre(settings), reader(args, settings))
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from registre.services.supervisor import run_foreground
+    from registre.supervisor import run_foreground
 
     return run_foreground(settings, workers=args.workers)
 
 
-@command("publish")
+def _lines(name: str) -> list[Any]:
+    from registre.cli.jsonl import read_lines
+
+    if name == "-":
+        return list(read_lines(sys.stdin.buffer))
+    path = Path(name)
+    if not path.is_file():
+        raise UserError(f"{name}: no such file")
+    with path.open("rb") as stream:
+        return list(read_lines(stream))
+
+
 def publish(args: argparse.Namespace, settings: Settings) -> int:
-    if args.file == "-":
-        stream = sys.stdin.buffer
-    else:
-        path = Path(args.file)
-        if not path.is_file():
-            raise UserError(f"{args.file}: no such file")
-        stream = path.open("rb")
-    with stream:
-        lines = list(read_lines(stream))
+    from registre.bootstrap import Registre
+
+    lines = _lines(args.file)
     if not lines:
         raise UserError(f"{args.file}: no events (the file is empty)")
     rejected = [{"line": ln.number, "error": ln.error} for ln in lines if ln.error]
     good = [ln for ln in lines if not ln.error]
     published = 0
     if good:
-        with app.open_publisher(settings) as publisher:
+        with Registre(settings).publisher() as publisher:
             report = publisher.publish_many(ln.value for ln in good)
         published = report.published
         rejected += [{"line": good[i].number, "error": err} for i, err in report.rejected]
@@ -50,7 +107,6 @@ def publish(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if rejected else 0
 
 
-@command("info")
 def info(args: argparse.Namespace, settings: Settings) -> int:
     from registre.services.status import describe
 
@@ -58,10 +114,7 @@ def info(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@command("wait")
 def wait(args: argparse.Namespace, settings: Settings) -> int:
-    import time
-
     from projections.positions import backlog
 
     kafka, database_url = settings.endpoints()
@@ -76,43 +129,31 @@ def wait(args: argparse.Namespace, settings: Settings) -> int:
         time.sleep(0.1)
 
 
-@command("view")
 def view(args: argparse.Namespace, settings: Settings) -> int:
-    from datetime import UTC, datetime
+    from registre.services.views import brief
 
-    import psycopg
-
-    from projections.queries import customer_view
-    from registre.services.views import brief, render
-
+    compliance = desk(args, settings)
     if args.retained:
-        from registre.cli.erasure import retained_view
-
-        answer = retained_view(args, settings)
-        emit(answer, as_json=args.json)
+        if not args.case:
+            raise UserError("--retained needs --case REF: every compliance read is recorded")
+        emit(compliance.retained(args.subject, args.case), as_json=args.json)
         return 0
-    _, database_url = settings.endpoints()
-    with psycopg.connect(database_url) as conn:
-        doc = customer_view(conn, args.subject)
-    if doc is None:
-        raise UserError(f"{args.subject}: no such subject in the customer view")
-    with app.open_keystore(settings) as keystore:
-        answer = render(doc, keystore, datetime.now(UTC))
+    answer = compliance.view(args.subject)
     emit(answer if args.json else brief(answer), as_json=args.json)
     return 0
 
 
-@command("rebuild")
 def rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from registre.bootstrap import Registre
     from registre.services.rebuild import rebuild as run_rebuild
 
-    kafka, database_url = settings.endpoints()
-    n = run_rebuild(kafka, database_url, app.master_key(settings), progress=sys.stderr.isatty())
+    reg = Registre(settings)
+    n = run_rebuild(reg.kafka, reg.database_url, reg.fold(), reg.projection_hooks(),
+                    progress=sys.stderr.isatty())
     emit({"rebuilt": True, "records": n}, as_json=True)
     return 0
 
 
-@command("demo")
 def demo(args: argparse.Namespace, settings: Settings) -> int:
     from registre.demo import run_demo
 

@@ -1,14 +1,15 @@
-"""The compliance services: each answers one question of domain.md ("Questions the ledger
+"""The compliance questions: each answers one question of domain.md ("Questions the ledger
 answers") for one subject, as one JSON-able document.
 
 * ``consent``: from the consent-history projection (one indexed query, milliseconds);
-* ``disclosures``, ``as_of`` (and ``services.export``): from the subject's own records in the log
-  (`registre.services.replay`), folded by the pure functions of `processors.rules.audit`;
-* ``erasure``, ``schedule``: from `registre.services.erasure` (the erasure projections).
+* ``disclosures``, ``as_of`` (and ``services.export``): from the subject's own records in the
+  log (`registre.services.replay`), folded by the pure functions of `processors.rules.audit`;
+* erasure and schedule: `registre.services.erasure`.
 
-``as_of`` and ``export`` are restricted reads: each is recorded in the access log (who, when,
-which subject, which case) and committed *before* anything is decrypted or returned. Personal
-fields are decrypted only where their key still exists; a destroyed key leaves them out.
+``as_of`` is a restricted read: it is recorded in the access log (who, when, which subject,
+which case) and committed *before* anything is decrypted or returned. Personal fields are
+decrypted only where their key still exists; a destroyed key leaves them out. Every duration
+comes from the policy the caller passes (the loaded one).
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ from events.catalogue import load_catalogue
 from events.codec import Record
 from events.keystore import KeyStore
 from events.model import format_instant
-from events.validation import InvalidEvent, _check_format, parse_instant
+from events.validation import InvalidEvent, check_format, parse_instant
 from processors.rules import audit as folds
-from processors.rules.fold import CONSENT_MONTHS
+from processors.rules.erasure import facts_from_view
+from processors.rules.policy import Policy
+from processors.rules.retention import sharing_records_until
 from processors.rules.timeutil import ensure_utc
 from projections.access_log import MissingCaseReference, record_access
 from projections.consent_history import consent_at_sql
 from registre.services.replay import subject_records
-from registre.services.views import render
+from registre.services.views import readable_only, render
 
 
 class UnknownSubject(LookupError):
@@ -42,6 +45,10 @@ class UnknownSubject(LookupError):
 
 class BadQuestion(ValueError):
     """A question that cannot be asked: unknown purpose, malformed instant or subject id."""
+
+
+class RecordsPastRetention(LookupError):
+    """The records asked for are past the retention the policy gives them."""
 
 
 # --- the record of processing ---------------------------------------------------------------
@@ -83,7 +90,7 @@ def check_purpose(purpose: str) -> str:
 
 def check_subject(subject_id: str) -> str:
     try:
-        _check_format("subject_id", subject_id, "subject")
+        check_format("subject_id", subject_id, "subject")
     except InvalidEvent as exc:
         raise BadQuestion(f"{subject_id!r}: {exc.reason}") from None
     return subject_id
@@ -97,15 +104,10 @@ def parse_at(text: str, what: str = "--at") -> datetime:
         raise BadQuestion(f"{what}: {exc.reason}") from None
 
 
-def _require_case(case_ref: str | None) -> str:
+def require_case(case_ref: str | None) -> str:
     if not case_ref or not case_ref.strip():
         raise MissingCaseReference("a case reference is required for this read (--case)")
     return case_ref.strip()
-
-
-def _commit(conn: psycopg.Connection) -> None:
-    if not conn.autocommit:
-        conn.commit()
 
 
 def subject_known(conn: psycopg.Connection, subject_id: str) -> bool:
@@ -114,7 +116,9 @@ def subject_known(conn: psycopg.Connection, subject_id: str) -> bool:
     return row is not None
 
 
-def _records(bootstrap: str, subject_id: str, records: Sequence[Record] | None) -> list[Record]:
+def records_of(bootstrap: str, subject_id: str,
+               records: Sequence[Record] | None = None) -> list[Record]:
+    """The subject's records from the log (or those given); UnknownSubject when there are none."""
     found = list(records) if records is not None else subject_records(bootstrap, subject_id)
     if not found:
         raise UnknownSubject(f"{subject_id}: no such subject in the ledger")
@@ -125,11 +129,11 @@ def _records(bootstrap: str, subject_id: str, records: Sequence[Record] | None) 
 
 
 def consent(conn: psycopg.Connection, subject_id: str, purpose: str, at: datetime,
-            months: int = CONSENT_MONTHS) -> dict[str, Any]:
+            policy: Policy) -> dict[str, Any]:
     """Granted, refused, withdrawn, expired or none, with the event that proves it."""
     check_purpose(purpose)
     at = ensure_utc(at, "at")
-    answer = consent_at_sql(conn, subject_id, purpose, at, months)
+    answer = consent_at_sql(conn, subject_id, purpose, at, policy.consent_validity_months)
     if answer["status"] == "none" and not subject_known(conn, subject_id):
         raise UnknownSubject(f"{subject_id}: no such subject in the customer view")
     return {"subject_id": subject_id, "purpose": purpose, "at": format_instant(at),
@@ -139,69 +143,49 @@ def consent(conn: psycopg.Connection, subject_id: str, purpose: str, at: datetim
 # --- 2. disclosures -------------------------------------------------------------------------
 
 
-def disclosures(bootstrap: str, subject_id: str,
+def sharing_kept_until(records: Sequence[Record], policy: Policy,
+                       now: datetime) -> datetime | None:
+    """Until when the subject's sharing and disclosure records are kept (None: account live)."""
+    view = folds.as_of(records, now, policy)
+    return None if view is None else sharing_records_until(facts_from_view(view), policy)
+
+
+def disclosures(bootstrap: str, subject_id: str, policy: Policy, now: datetime,
                 records: Sequence[Record] | None = None) -> list[dict[str, Any]]:
-    """Who received the subject's data, which categories, when, on what basis, authorised?"""
-    return folds.disclosures(_records(bootstrap, subject_id, records))
+    """Who received the subject's data, which categories, when, on what basis, authorised?
 
-
-# --- 3. erasure and 6. schedule (registre.services.erasure) ---------------------------
-
-
-def erasure(conn: psycopg.Connection, subject_id: str) -> dict[str, Any]:
-    from registre.services.erasure import erasure_report
-
-    return erasure_report(conn, subject_id)
-
-
-def schedule(conn: psycopg.Connection, now: datetime, days: int) -> dict[str, Any]:
-    from registre.services.erasure import schedule as due
-
-    if days < 0:
-        raise BadQuestion(f"--days must be 0 or more, got {days}")
-    return due(conn, ensure_utc(now, "now"), days)
+    Past the retention of sharing records (the end of the account + the policy's months) the
+    answer is refused with that date: the records stay in the signed log, unanswered.
+    """
+    found = records_of(bootstrap, subject_id, records)
+    until = sharing_kept_until(found, policy, now)
+    if until is not None and now >= until:
+        raise RecordsPastRetention(
+            f"{subject_id}: sharing and disclosure records were kept until"
+            f" {format_instant(until)} ({policy.sharing_records_after_end_months} months after"
+            " the end of the account) and are no longer answered")
+    return folds.disclosures(found)
 
 
 # --- 4. as of -------------------------------------------------------------------------------
 
 
-def _prune(value: Any) -> Any:
-    """Drop null leaves; an object or list left empty becomes None."""
-    if isinstance(value, dict):
-        out = {k: p for k, v in value.items() if (p := _prune(v)) is not None}
-        return out or None
-    return value
-
-
-def _personal(rendered: dict[str, Any]) -> dict[str, Any]:
-    """Leave out every personal field that did not decrypt (its key is gone)."""
-    for group in ("identity", "contact"):
-        rendered[group] = _prune(rendered.get(group))
-    conn = rendered.get("last_connection")
-    if conn:
-        fields = {k: v for k, v in conn.items() if k not in ("at", "event_id")}
-        rendered["last_connection"] = {"at": conn["at"], "event_id": conn["event_id"],
-                                       **(_prune(fields) or {})}
-    return rendered
-
-
 def as_of(bootstrap: str, conn: psycopg.Connection, keystore: KeyStore, subject_id: str,
-          at: datetime, case_ref: str | None, reader: str, now: datetime,
+          at: datetime, case_ref: str | None, reader: str, now: datetime, policy: Policy,
           records: Sequence[Record] | None = None) -> dict[str, Any]:
     """The customer view as it stood at ``at``; the read is recorded first (case required)."""
-    case = _require_case(case_ref)
+    case = require_case(case_ref)
     at = ensure_utc(at, "at")
-    found = _records(bootstrap, subject_id, records)
-    doc = folds.as_of(found, at)
+    found = records_of(bootstrap, subject_id, records)
+    doc = folds.as_of(found, at, policy)
     access_id = record_access(conn, reader, subject_id, case, f"as-of {format_instant(at)}",
                               ensure_utc(now, "now"))
-    _commit(conn)
     view = None
     if doc is not None:
-        view = _personal(render(doc, keystore, at, include_retained=True))
+        view = readable_only(render(doc, keystore, at, policy, include_retained=True))
         view.pop("consent_details", None)
+        until = sharing_kept_until(found, policy, now)
+        if until is not None and now >= until:  # judged now, not at ``at``
+            view["authorisations"] = []
     return {"subject_id": subject_id, "at": format_instant(at), "case_ref": case,
             "access_id": access_id, "existed": doc is not None, "view": view}
-
-
-# --- 5. export (art. 15 and 20) -------------------------------------------------------------

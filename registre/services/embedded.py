@@ -21,7 +21,7 @@ from deploy.topics import ensure_topics
 from events.keystore import reapply_tombstones
 from projections.migrate import migrate
 from projections.roles import RolesMissing, ensure_analyst_login
-from registre.settings import Settings, _alive
+from registre.settings import Settings, pid_alive
 
 log = structlog.get_logger("registre.runtime")
 
@@ -42,7 +42,7 @@ class Runtime:
     def start(self) -> Runtime:
         s = self.settings
         info = s.runtime()
-        if _alive(info.get("pid")) and info.get("pid") != os.getpid():
+        if pid_alive(info.get("pid")) and info.get("pid") != os.getpid():
             raise AlreadyRunning(f"registre already runs in {s.home} (pid {info['pid']})")
         s.home.mkdir(parents=True, exist_ok=True)
         try:

@@ -1,6 +1,10 @@
 """The access and portability export (GDPR art. 15 and 20): everything about one subject in
 one JSON document, from its own records in the log. A restricted read: it is recorded in the
-access log and committed before anything is decrypted."""
+access log and committed before anything is decrypted.
+
+The document is put together in named steps: the account and its personal data, connections,
+consents, sharing, documents and holds, retention and erasure, the record of processing.
+"""
 
 from __future__ import annotations
 
@@ -12,26 +16,25 @@ import psycopg
 
 from events.catalogue import Catalogue, load_catalogue
 from events.codec import KeyLookup, Record, lookup_from, reveal
-from events.keystore import KeyRef, KeyStore, key_period
+from events.keys import KeyRef, key_period
+from events.keystore import KeyStore
 from events.model import format_instant
 from processors.rules import audit as folds
-from processors.rules.fold import CONSENT_MONTHS
+from processors.rules.policy import Policy
 from processors.rules.timeutil import ensure_utc
 from projections.access_log import record_access
-from registre.cli.errors import UserError
 from registre.services.audit import (
-    _commit,
-    _personal,
-    _prune,
-    _records,
     consent_purposes,
-    erasure,
     processing_record,
+    records_of,
+    sharing_kept_until,
 )
-from registre.services.views import render
+from registre.services.erasure import NoSuchSubject, erasure_report
+from registre.services.views import prune, readable_only, render
 
 EXPORT_FORMAT = "registre-export/1"
 EXPORT_CASE = "art-15-20-request"
+Doc = dict[str, Any]
 
 
 def _jsonable(value: Any) -> Any:
@@ -53,12 +56,12 @@ def key_lookup(keystore: KeyStore, records: Sequence[Record],
     return lookup_from(keystore.keys_for_reading(refs))
 
 
-def _authorisations(records: list[Record]) -> list[dict[str, Any]]:
+def _authorisations(records: list[Record]) -> list[Doc]:
     order = {r.event_id: i for i, r in enumerate(records)}
     sharing = sorted((r for r in records if r.type in ("SharingAuthorised", "SharingRevoked")),
                      key=lambda r: (r.occurred_at, order[r.event_id]))
-    out: list[dict[str, Any]] = []
-    active: dict[str, dict[str, Any]] = {}
+    out: list[Doc] = []
+    active: dict[str, Doc] = {}
     for r in sharing:
         at = format_instant(r.occurred_at)
         recipient = r.data["recipient"]
@@ -79,8 +82,8 @@ def _authorisations(records: list[Record]) -> list[dict[str, Any]]:
     return out
 
 
-def _holds(records: list[Record]) -> list[dict[str, Any]]:
-    holds: dict[str, dict[str, Any]] = {}
+def _holds(records: list[Record]) -> list[Doc]:
+    holds: dict[str, Doc] = {}
     out = []
     for r in sorted(records, key=lambda r: r.occurred_at):
         ref = r.data.get("case_ref")
@@ -95,9 +98,8 @@ def _holds(records: list[Record]) -> list[dict[str, Any]]:
     return out
 
 
-def _applies(entry: dict[str, Any], view: dict[str, Any] | None,
-             consents: dict[str, dict[str, Any]], holds: list[dict[str, Any]],
-             documents: list[dict[str, Any]], connections_held: int) -> tuple[bool, str]:
+def _applies(entry: Doc, view: Doc | None, consents: dict[str, Doc], holds: list[Doc],
+             documents: list[Doc], connections_held: int) -> tuple[bool, str]:
     live = bool(view and view["has_account"] and view["status"] == "active")
     account = "the account is active" if live else "no active account"
     active_holds = [h["case_ref"] for h in holds if h["released_at"] is None]
@@ -118,34 +120,27 @@ def _applies(entry: dict[str, Any], view: dict[str, Any] | None,
     return False, f"unknown rule {rule!r}"
 
 
-def export(bootstrap: str, conn: psycopg.Connection, keystore: KeyStore, subject_id: str,
-           now: datetime, reader: str, case_ref: str | None = None,
-           months: int = CONSENT_MONTHS, records: Sequence[Record] | None = None
-           ) -> dict[str, Any]:
-    """Everything about the subject in one machine-readable document (GDPR art. 15 and 20)."""
-    now = ensure_utc(now, "now")
-    catalogue = load_catalogue()
-    found = folds.unique(_records(bootstrap, subject_id, records))
-    access_id = record_access(conn, reader, subject_id, case_ref or EXPORT_CASE,
-                              "export (art. 15/20)", now)
-    _commit(conn)
-    lookup = key_lookup(keystore, found, catalogue)
-    plain = {r.event_id: reveal(r, lookup, catalogue).to_json()["data"] for r in found
-             if catalogue.types[r.type].pii}
-    view_doc = folds.as_of(found, now, catalogue)
-    view = (_personal(render(view_doc, keystore, now, include_retained=True))
-            if view_doc else None)
-
-    account_history = [
+def _account(found: list[Record], plain: dict[str, Doc], view_doc: Doc | None,
+             view: Doc | None) -> Doc:
+    history = [
         {"at": format_instant(r.occurred_at), "type": r.type, "event_id": r.event_id,
-         "fields": _prune({k: v for k, v in plain[r.event_id].items()
-                           if k not in ("over_15", "notice_version")})}
+         "fields": prune({k: v for k, v in plain[r.event_id].items()
+                          if k not in ("over_15", "notice_version")})}
         for r in found if r.type in ("AccountCreated", "AccountUpdated")]
-    connections = [
-        {"at": format_instant(r.occurred_at), "event_id": r.event_id,
-         **(_prune(plain[r.event_id]) or {})}
-        for r in found if r.type == "ConnectionRecorded"]
-    consent_events = [
+    return {
+        "account": {k: view_doc.get(k) if view_doc else None
+                    for k in ("status", "has_account", "created_at", "deleted_at", "erased_at")},
+        "personal_data": {"identity": view["identity"] if view else None,
+                          "contact": view["contact"] if view else None},
+        "account_history": history,
+        "connections": [{"at": format_instant(r.occurred_at), "event_id": r.event_id,
+                         **(prune(plain[r.event_id]) or {})}
+                        for r in found if r.type == "ConnectionRecorded"],
+    }
+
+
+def _consents(found: list[Record], now: datetime, policy: Policy) -> Doc:
+    history = [
         {"at": format_instant(r.occurred_at), "type": r.type, "event_id": r.event_id,
          "status": folds.CHOICES.get(r.type, "expired"), "purposes": list(r.data["purposes"]),
          "notice_version": r.data.get("notice_version"), "mechanism": r.data.get("mechanism"),
@@ -153,10 +148,20 @@ def export(bootstrap: str, conn: psycopg.Connection, keystore: KeyStore, subject
             else {})}
         for r in found if r.type in (*folds.CHOICES, "ConsentExpired")]
     asked = {p for r in found if r.type in folds.CHOICES for p in r.data["purposes"]}
-    consents = {p: folds.consent_at(found, p, now, months)
-                for p in sorted(set(consent_purposes()) | asked)}
+    months = policy.consent_validity_months
+    return {"consents": {p: folds.consent_at(found, p, now, months)
+                         for p in sorted(set(consent_purposes()) | asked)},
+            "consent_history": history}
+
+
+def _sharing(found: list[Record], withheld_until: datetime | None) -> Doc:
+    """Authorisations, disclosures and recipients; none past the sharing records' retention."""
+    if withheld_until is not None:
+        return {"authorisations": [], "disclosures": [], "recipients": [],
+                "sharing_records": {"kept_until": format_instant(withheld_until),
+                                    "withheld": True}}
     shared = folds.disclosures(found)
-    recipients: dict[str, dict[str, Any]] = {}
+    recipients: dict[str, Doc] = {}
     for d in shared:
         rec = recipients.setdefault(d["recipient"], {
             "recipient": d["recipient"], "recipient_kind": d["recipient_kind"],
@@ -165,60 +170,77 @@ def export(bootstrap: str, conn: psycopg.Connection, keystore: KeyStore, subject
         rec["countries"].add(d["country"])
         rec["disclosures"] += 1
         rec["unauthorised"] += 0 if d["authorised"] else 1
-    documents = [{"kind": r.data["kind"], "document_ref": r.data["document_ref"],
-                  "at": format_instant(r.occurred_at), "event_id": r.event_id}
-                 for r in found if r.type == "DocumentIssued"]
-    holds = _holds(found)
-    certificates = [{"at": format_instant(r.occurred_at), "event_id": r.event_id,
-                     **_jsonable(r.data)} for r in found if r.type == "ErasureCompleted"]
-    destroyed = [{"at": format_instant(r.occurred_at), "event_id": r.event_id,
-                  **_jsonable(r.data)} for r in found if r.type == "KeysDestroyed"]
-    try:
-        report = erasure(conn, subject_id)
-    except (ImportError, UserError):  # no erasure module, or the projection lags the log
-        report = None
-    held = sum(1 for c in connections if c.get("ip") is not None)
-    processing = []
-    for entry in processing_record()["purposes"] + processing_record()["processings"]:
-        applies, why = _applies(entry, view_doc, consents, holds, documents, held)
-        processing.append({
+    return {"authorisations": _authorisations(found), "disclosures": shared,
+            "recipients": [{**r, "categories": sorted(r["categories"]),
+                            "countries": sorted(r["countries"])}
+                           for _, r in sorted(recipients.items())],
+            "sharing_records": {"kept_until": None, "withheld": False}}
+
+
+def _records_section(found: list[Record]) -> Doc:
+    return {
+        "documents": [{"kind": r.data["kind"], "document_ref": r.data["document_ref"],
+                       "at": format_instant(r.occurred_at), "event_id": r.event_id}
+                      for r in found if r.type == "DocumentIssued"],
+        "legal_holds": _holds(found),
+        "erasure_certificates": [{"at": format_instant(r.occurred_at), "event_id": r.event_id,
+                                  **_jsonable(r.data)}
+                                 for r in found if r.type == "ErasureCompleted"],
+        "keys_destroyed": [{"at": format_instant(r.occurred_at), "event_id": r.event_id,
+                            **_jsonable(r.data)}
+                           for r in found if r.type == "KeysDestroyed"],
+    }
+
+
+def _processing(doc: Doc, view_doc: Doc | None) -> list[Doc]:
+    held = sum(1 for c in doc["connections"] if c.get("ip") is not None)
+    out = []
+    record = processing_record()
+    for entry in record["purposes"] + record["processings"]:
+        applies, why = _applies(entry, view_doc, doc["consents"], doc["legal_holds"],
+                                doc["documents"], held)
+        out.append({
             "purpose": entry.get("purpose") or entry["processing"],
             "legal_basis": entry["legal_basis"], "categories": entry["categories"],
             "description": entry["description"], "policy_text": entry["policy_text"],
             "applies": applies, "why": why})
+    return out
 
-    return _jsonable({
+
+def export(bootstrap: str, conn: psycopg.Connection, keystore: KeyStore, subject_id: str,
+           now: datetime, reader: str, case_ref: str | None, policy: Policy,
+           records: Sequence[Record] | None = None) -> Doc:
+    """Everything about the subject in one machine-readable document (GDPR art. 15 and 20)."""
+    now = ensure_utc(now, "now")
+    catalogue = load_catalogue()
+    found = folds.unique(records_of(bootstrap, subject_id, records))
+    access_id = record_access(conn, reader, subject_id, case_ref or EXPORT_CASE,
+                              "export (art. 15/20)", now)
+    lookup = key_lookup(keystore, found, catalogue)
+    plain = {r.event_id: reveal(r, lookup, catalogue).to_json()["data"] for r in found
+             if catalogue.types[r.type].pii}
+    view_doc = folds.as_of(found, now, policy, catalogue)
+    view = (readable_only(render(view_doc, keystore, now, policy, include_retained=True))
+            if view_doc else None)
+    until = sharing_kept_until(found, policy, now)
+    doc: Doc = {
         "format": EXPORT_FORMAT,
         "regulation": "GDPR art. 15 (access) and art. 20 (portability)",
-        "subject_id": subject_id,
-        "generated_at": format_instant(now),
-        "access_id": access_id,
-        "account": {k: view_doc.get(k) if view_doc else None
-                    for k in ("status", "has_account", "created_at", "deleted_at",
-                              "erased_at")},
-        "personal_data": {"identity": view["identity"] if view else None,
-                          "contact": view["contact"] if view else None},
-        "account_history": account_history,
-        "connections": connections,
-        "consents": consents,
-        "consent_history": consent_events,
-        "authorisations": _authorisations(found),
-        "disclosures": shared,
-        "recipients": [{**r, "categories": sorted(r["categories"]),
-                        "countries": sorted(r["countries"])}
-                       for _, r in sorted(recipients.items())],
-        "documents": documents,
-        "legal_holds": holds,
-        "retention": report,
-        "erasure_certificates": certificates,
-        "keys_destroyed": destroyed,
-        "processing": processing,
-        "controller": processing_record()["controller"],
-        "events": len(found),
-    })
+        "subject_id": subject_id, "generated_at": format_instant(now), "access_id": access_id,
+        **_account(found, plain, view_doc, view), **_consents(found, now, policy),
+        **_sharing(found, until if until is not None and now >= until else None),
+        **_records_section(found)}
+    try:
+        doc["retention"] = erasure_report(conn, keystore, subject_id, policy, now)
+    except NoSuchSubject:  # the projection lags the log
+        doc["retention"] = None
+    doc["processing"] = _processing(doc, view_doc)
+    doc["controller"] = processing_record()["controller"]
+    doc["events"] = len(found)
+    return _jsonable(doc)
 
 
-def export_summary(doc: dict[str, Any]) -> dict[str, Any]:
+def export_summary(doc: Doc) -> Doc:
     """A few lines about an export (for the demo and the text output)."""
     personal = doc["personal_data"]
     return {

@@ -1,4 +1,4 @@
-"""One-shot initialisation of an external deployment: ``python -m registre.services.init``.
+"""One-shot initialisation of an external deployment: ``registre init``.
 
 Waits for Kafka and PostgreSQL, creates the topics of ``schemas/topics.json`` with
 `deploy.topics.ensure_topics`, applies the migrations with `projections.migrate.migrate`, and
@@ -11,7 +11,7 @@ REGISTRE_KAFKA_MIN_BROKERS (default 1), REGISTRE_INIT_TIMEOUT (seconds, default 
 REGISTRE_LOG_LEVEL (default info).
 
 On success one JSON line goes to stdout. On failure one line goes to stderr,
-``registre.services.init: <reason>``, and the exit code says which step failed:
+``registre init: <reason>``, and the exit code says which step failed:
 
     0 ready   2 configuration   3 Kafka   4 PostgreSQL   5 master key does not match the key store
     1 anything unexpected
@@ -19,10 +19,8 @@ On success one JSON line goes to stdout. On failure one line goes to stderr,
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -37,8 +35,8 @@ from kafka.errors import KafkaError
 
 from deploy.topics import ensure_topics
 from events.catalogue import load_topics
-from events.crypto import MasterKeyError, load_master_key, unwrap_key
-from events.keystore import KeyRef
+from events.crypto import MasterKeyError, load_master_key
+from events.keystore import KeyStore
 from processors.app import PROCESSOR_GROUP
 from projections.migrate import migrate
 from projections.positions import align_group
@@ -172,24 +170,15 @@ def apply_migrations(url: str) -> list[str]:
 
 def check_master_key(url: str, master: bytes) -> int:
     """Unwrap one existing data key, if any; return how many data keys the store holds."""
-    with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
-        count = conn.execute("SELECT count(*) FROM keystore.data_keys").fetchone()[0]
-        row = conn.execute(
-            "SELECT subject_id, category, period, version, wrapped FROM keystore.data_keys"
-            " LIMIT 1"
-        ).fetchone()
-    if row is None:
-        return 0
-    subject, category, period, version, wrapped = row
     try:
-        unwrap_key(master, KeyRef(subject, category, period).key_id(version), bytes(wrapped))
+        with KeyStore.connect(url, master) as keystore:
+            return keystore.check_master_key()
     except MasterKeyError:
         raise InitError(
             "the master key does not unwrap the data keys already in the key store "
             "(wrong REGISTRE_MASTER_KEY / REGISTRE_MASTER_KEY_FILE for this database?)",
             EXIT_MASTER_KEY,
         ) from None
-    return count
 
 
 def _positive(env: Mapping[str, str], name: str, default: float) -> float:
@@ -249,51 +238,22 @@ def initialise(env: Mapping[str, str], timeout: float | None = None,
             "data_keys": keys, "master_key_checked": master is not None}
 
 
-def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m registre.services.init",
-        description="Wait for Kafka and PostgreSQL, create the topics, apply the migrations.",
-    )
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds to wait for the services (default REGISTRE_INIT_TIMEOUT "
-                             "or 120)")
-    parser.add_argument("--skip-key-check", action="store_true",
-                        help="do not require nor check the master key")
-    args = parser.parse_args(argv)
-    env = dict(os.environ if env is None else env)
-
-    from registre.logs import configure
-
-    level = (env.get("REGISTRE_LOG_LEVEL") or "info").lower()
-    if level not in ("debug", "info", "warning", "error", "critical"):
-        print(f"registre.services.init: REGISTRE_LOG_LEVEL must be debug, info, warning or error, "
-              f"got {level!r}", file=sys.stderr)
-        return EXIT_CONFIG
-    configure(level)
+def run_job(env: Mapping[str, str], timeout: float | None = None,
+            check_key: bool = True) -> int:
+    """The init job as `registre init` runs it: one JSON line on success, else one line on
+    stderr naming the step; returns the exit code of that step."""
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # connection retries are expected
-
     try:
-        summary = initialise(env, args.timeout, check_key=not args.skip_key_check)
+        summary = initialise(env, timeout, check_key=check_key)
     except InitError as exc:
-        print(f"registre.services.init: {exc}", file=sys.stderr)
+        print(f"registre init: {exc}", file=sys.stderr)
         return exc.code
     except KafkaError as exc:
-        print(f"registre.services.init: Kafka refused: {type(exc).__name__}: {_first_line(exc)}",
+        print(f"registre init: Kafka refused: {type(exc).__name__}: {_first_line(exc)}",
               file=sys.stderr)
         return EXIT_KAFKA
     except psycopg.Error as exc:
-        print(f"registre.services.init: PostgreSQL: {_first_line(exc)}", file=sys.stderr)
+        print(f"registre init: PostgreSQL: {_first_line(exc)}", file=sys.stderr)
         return EXIT_DATABASE
-    except KeyboardInterrupt:
-        print("registre.services.init: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
-        print(f"registre.services.init: unexpected error: {type(exc).__name__}: {_first_line(exc)}",
-              file=sys.stderr)
-        return EXIT_UNEXPECTED
     print(json.dumps(summary))
     return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,8 +15,7 @@ import psycopg
 from tqdm import tqdm
 
 from events.log import LogReader
-from processors.rules.fold import apply as fold
-from projections.hooks import projection_hooks
+from processors.rules.fold import Fold
 from projections.writer import PROJECTION_LOCK, Hook, Incoming, apply_batch
 
 RESET_SQL = (
@@ -28,7 +27,7 @@ RESET_SQL = (
 BATCH = 20_000  # a subject's events spread over a partition: fewer view upserts per subject
 
 
-async def _rebuild(bootstrap: str, database_url: str, hooks: Sequence[Hook],
+async def _rebuild(bootstrap: str, database_url: str, fold: Fold, hooks: Sequence[Hook],
                    resets: Sequence[str], progress: bool) -> int:
     reader = LogReader(bootstrap)
     total = sum(reader.end_offsets().values())
@@ -57,14 +56,14 @@ async def _rebuild(bootstrap: str, database_url: str, hooks: Sequence[Hook],
     return applied
 
 
-def rebuild(bootstrap: str, database_url: str, master_key: bytes | None = None,
-            progress: bool = True) -> int:
+def rebuild(bootstrap: str, database_url: str, fold: Fold,
+            registered: Sequence[tuple[Hook, Sequence[str]]], progress: bool = True) -> int:
     """Replay the whole ledger into fresh projections; returns the records replayed.
 
-    Side effects of the live processors (key destruction, the outbox) are not repeated:
-    what they did is already in the log, and is folded like any other event.
+    ``registered``: every projection hook with the statements that empty its tables. Side
+    effects of the live processors (key destruction, the outbox) are not repeated: what they
+    did is already in the log, and is folded like any other event.
     """
-    registered = projection_hooks(master_key)
     hooks = [hook for hook, _ in registered]
     resets = [sql for _, sqls in registered for sql in sqls]
-    return asyncio.run(_rebuild(bootstrap, database_url, hooks, resets, progress))
+    return asyncio.run(_rebuild(bootstrap, database_url, fold, hooks, resets, progress))

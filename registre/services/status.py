@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 from kafka.admin import KafkaAdminClient
 
-from registre.cli.errors import UserError
+from registre.errors import UserError
 from registre.settings import Settings
 
 

@@ -32,3 +32,14 @@ def verify(
     with LogReader(bootstrap, topic) as reader:
         records = (chain_form(r) for r in reader.read())
         return verify_log(records, checkpoints, public, topic=topic)
+
+
+def verify_document(bootstrap: str, database_url: str, master_key: bytes) -> dict:
+    """`registre verify --json`: the result as one document."""
+    result = verify(bootstrap, database_url, master_key)
+    first_bad = (None if result.first_bad is None else
+                 {"partition": result.first_bad[0], "offset": result.first_bad[1]})
+    return {"ok": result.ok, "first_bad": first_bad, "reason": result.reason,
+            "records_checked": result.records_checked,
+            "checkpoints_checked": result.checkpoints_checked,
+            "unchecked_tail": result.unchecked_tail, "partitions": result.partitions}

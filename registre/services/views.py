@@ -2,7 +2,8 @@
 
 Personal fields are shown only while the account is active; a destroyed key simply leaves
 its fields out (they read as null). The compliance path (`include_retained`) may read what
-is retained after deletion; the caller records that read.
+is retained after deletion; the caller records that read. Consent statuses and the sharing
+records' retention are judged at the reader's instant under the loaded policy.
 """
 
 from __future__ import annotations
@@ -13,8 +14,13 @@ from typing import Any
 
 from events.catalogue import Catalogue, PiiField, load_catalogue
 from events.codec import lookup_from, open_field
-from events.keystore import KeyRef, KeyStore, key_period
+from events.keys import KeyRef, key_period
+from events.keystore import KeyStore
+from events.model import format_instant
+from processors.rules.erasure import sharing_records_until_view
 from processors.rules.fold import PERSONAL_GROUPS
+from processors.rules.policy import Policy
+from processors.rules.timeutil import add_months
 
 
 def _field(catalogue: Catalogue, event_type: str, dotted: str) -> PiiField:
@@ -49,15 +55,26 @@ def _nest(flat: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def consent_status(entry: dict[str, Any], now: datetime) -> str:
-    expires = entry.get("expires_at")
-    if entry["status"] in ("granted", "refused") and expires and \
-            now >= datetime.fromisoformat(expires):
+def consent_status(entry: dict[str, Any], now: datetime, months: int) -> str:
+    """A choice's status at ``now``: granted and refused choices expire after ``months``."""
+    if entry["status"] in ("granted", "refused") and \
+            now >= add_months(datetime.fromisoformat(entry["at"]), months):
         return "expired"
     return entry["status"]
 
 
-def render(doc: dict[str, Any], keystore: KeyStore, now: datetime,
+def _authorisations(doc: dict[str, Any], now: datetime, policy: Policy
+                    ) -> tuple[list[dict[str, Any]], str | None]:
+    """The authorisations shown, and until when the sharing records are kept (if ended)."""
+    until = sharing_records_until_view(doc, policy)
+    if until is not None and now >= until:
+        return [], format_instant(until)
+    shown = [{"recipient": r, **{k: a[k] for k in ("categories", "purpose", "since")}}
+             for r, a in sorted(doc["authorisations"].items())]
+    return shown, format_instant(until) if until else None
+
+
+def render(doc: dict[str, Any], keystore: KeyStore, now: datetime, policy: Policy,
            include_retained: bool = False) -> dict[str, Any]:
     """The view of cli.md: subject_id, status, identity, contact, last_connection, consents,
     authorisations (plus consent details, holds and counts)."""
@@ -76,17 +93,17 @@ def render(doc: dict[str, Any], keystore: KeyStore, now: datetime,
         cfields = {k[5:]: v for k, v in plain.items() if k.startswith("conn.")}
         last_connection = {"at": conn["at"], "event_id": conn["event_id"],
                            **_nest(cfields, ("ip", "location", "user_agent", "cookie_id"))}
+    months = policy.consent_validity_months
+    authorisations, sharing_until = _authorisations(doc, now, policy)
     return {
         "subject_id": subject,
         "status": doc["status"],
         "identity": identity,
         "contact": contact,
         "last_connection": last_connection,
-        "consents": {p: consent_status(c, now) for p, c in sorted(doc["consents"].items())},
-        "authorisations": [
-            {"recipient": r, **{k: a[k] for k in ("categories", "purpose", "since")}}
-            for r, a in sorted(doc["authorisations"].items())
-        ],
+        "consents": {p: consent_status(c, now, months) for p, c in sorted(doc["consents"].items())},
+        "authorisations": authorisations,
+        "sharing_records_until": sharing_until,
         "consent_details": doc["consents"],
         "holds": sorted(doc["holds"]),
         "documents": len(doc["documents"]),
@@ -97,9 +114,30 @@ def render(doc: dict[str, Any], keystore: KeyStore, now: datetime,
     }
 
 
-DETAILS = ("consent_details", "counts", "created_at", "deleted_at", "erased_at")
+DETAILS = ("consent_details", "counts", "created_at", "deleted_at", "erased_at",
+           "sharing_records_until")
 
 
 def brief(answer: dict[str, Any]) -> dict[str, Any]:
     """The view without its details: what a person reads in the text output."""
     return {k: v for k, v in answer.items() if k not in DETAILS}
+
+
+def prune(value: Any) -> Any:
+    """Drop null leaves; an object left empty becomes None."""
+    if isinstance(value, dict):
+        out = {k: p for k, v in value.items() if (p := prune(v)) is not None}
+        return out or None
+    return value
+
+
+def readable_only(rendered: dict[str, Any]) -> dict[str, Any]:
+    """Leave out every personal field that did not decrypt (its key is gone)."""
+    for group in ("identity", "contact"):
+        rendered[group] = prune(rendered.get(group))
+    conn = rendered.get("last_connection")
+    if conn:
+        fields = {k: v for k, v in conn.items() if k not in ("at", "event_id")}
+        rendered["last_connection"] = {"at": conn["at"], "event_id": conn["event_id"],
+                                       **(prune(fields) or {})}
+    return rendered

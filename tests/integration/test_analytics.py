@@ -22,9 +22,11 @@ from psycopg import errors
 
 from events.catalogue import topic_name
 from events.codec import decode, encode, key_refs, lookup_from
-from events.keystore import KeyRef, KeyStore
+from events.keys import KeyRef
+from events.keystore import KeyStore
 from events.model import Event, new_event
-from processors.rules import fold
+from processors.rules.fold import ViewFold
+from processors.rules.policy import Policy
 from projections.analytics import (
     MIN_SUBJECTS,
     RESET_SQL,
@@ -123,7 +125,7 @@ def apply(database_url: str, batches: Sequence[Sequence[Incoming]], master_key: 
         hook = make_hook(master_key)
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
             for batch in batches:
-                out = await apply_batch(conn, batch, fold.apply, consumer=consumer,
+                out = await apply_batch(conn, batch, ViewFold(Policy()), consumer=consumer,
                                         hooks=[hook], archive=False)
                 assert not out.dead, out.dead
 

@@ -24,19 +24,20 @@ from events.codec import decode, encode
 from events.keystore import KeyStore
 from events.log import LogReader
 from events.model import Event
-from processors.rules.audit import consent_at
-from processors.rules.fold import apply as fold
+from processors.rules import audit as folds
+from processors.rules.fold import ViewFold
 from processors.rules.policy import Policy
 from processors.rules.timeutil import add_months
 from projections import consent_history
 from projections.access_log import MissingCaseReference, accesses
-from projections.consent_history import consent_at_sql
+from projections.consent_history import consent_at_sql as consent_at_months
 from projections.erasure_store import enforce_hook
-from projections.hooks import projection_hooks
 from projections.positions import applied_positions
 from projections.writer import Incoming, apply_batch
+from registre.bootstrap import Registre
 from registre.services import audit, export
 from registre.services.replay import partition_for, subject_log, subject_records
+from registre.settings import Settings
 from tests.integration.workers import REGISTRE, client_env, personal_values, publish
 
 pytestmark = pytest.mark.integration
@@ -46,6 +47,17 @@ T0 = datetime(2026, 3, 3, 9, 0, 0, 123456, tzinfo=UTC)  # 10:00:00.123456 in Par
 US = timedelta(microseconds=1)
 CONSENT = {"notice_version": "2026-02", "mechanism": "banner_ok"}
 PARTNER = "partenaire-voyages.example"
+POLICY = Policy()
+MONTHS = POLICY.consent_validity_months
+
+
+def consent_at(records: list, purpose: str, at: datetime) -> dict[str, Any]:
+    return folds.consent_at(records, purpose, at, MONTHS)
+
+
+def consent_at_sql(conn: psycopg.Connection, subject: str, purpose: str,
+                   at: datetime) -> dict[str, Any]:
+    return consent_at_months(conn, subject, purpose, at, MONTHS)
 
 
 def iso(at: datetime) -> str:
@@ -78,12 +90,14 @@ def connection(subject: str, at: datetime, tag: str) -> dict[str, Any]:
 class Ledger:
     """Publish, then apply what the log holds as a worker does (in process)."""
 
-    def __init__(self, broker: str, database_url: str, keystore: KeyStore) -> None:
+    def __init__(self, broker: str, database_url: str, keystore: KeyStore, master_key: bytes,
+                 home: Path) -> None:
         self.broker, self.database_url, self.keystore = broker, database_url, keystore
-        registered = [h for h, _ in projection_hooks()]
-        mine = [] if consent_history.hook in registered else [consent_history.hook]
-        self.hooks = [*mine, *registered,
-                      enforce_hook(Policy(), lambda: datetime.now(UTC))]
+        self.registre = Registre(Settings.from_env(
+            client_env(broker, database_url, master_key, home)))
+        self.fold = self.registre.fold()
+        self.hooks = [*(h for h, _ in self.registre.projection_hooks()),
+                      enforce_hook(self.registre.policy, self.registre.clock)]
 
     def publish(self, events: list[dict[str, Any]], allow_registre: bool = False) -> None:
         publish(self.broker, self.keystore, events, allow_registre)
@@ -100,14 +114,16 @@ class Ledger:
                                   r.timestamp_ms) for r in reader.read(start)]
             if items:
                 asyncio.run(self._apply(items))
-            if not publish_outbox(self.broker, self.database_url) and not items:
+            with self.registre.publisher() as publisher:
+                published = publish_outbox(publisher, self.database_url)
+            if not published and not items:
                 return
         raise AssertionError("the ledger did not settle")
 
     async def _apply(self, items: list[Incoming]) -> None:
         async with await psycopg.AsyncConnection.connect(self.database_url,
                                                          autocommit=True) as conn:
-            out = await apply_batch(conn, items, fold, hooks=self.hooks)
+            out = await apply_batch(conn, items, self.fold, hooks=self.hooks)
         assert not out.dead, out.dead
 
     def conn(self) -> psycopg.Connection:
@@ -115,8 +131,9 @@ class Ledger:
 
 
 @pytest.fixture
-def ledger(broker: str, database_url: str, keystore: KeyStore) -> Ledger:
-    return Ledger(broker, database_url, keystore)
+def ledger(broker: str, database_url: str, keystore: KeyStore, master_key: bytes,
+           tmp_path: Path) -> Ledger:
+    return Ledger(broker, database_url, keystore, master_key, tmp_path / "home")
 
 
 def same_answer(service: dict[str, Any], pure: dict[str, Any]) -> bool:
@@ -140,7 +157,7 @@ def test_consent_at_the_instant_one_microsecond_before_and_13_months_later(ledge
                  ("personalised_ads", datetime.fromisoformat("2026-03-03T15:00:00+01:00")),
                  ("third_party_cookies", T0)]
     with ledger.conn() as conn:
-        answers = [audit.consent(conn, s, p, at) for p, at in questions]
+        answers = [audit.consent(conn, s, p, at, POLICY) for p, at in questions]
     for (p, at), ans in zip(questions, answers, strict=True):
         assert same_answer(ans, consent_at(records, p, at)), (p, at)
     at_choice, before, expired, still, withdrawn_at_15, granted_at_15, never = answers
@@ -164,9 +181,9 @@ def test_a_refusal_followed_by_a_grant(ledger):
                   "mechanism": "settings_page"})
     ledger.publish([refused, granted])
     with ledger.conn() as conn:
-        mid = audit.consent(conn, s, "personalised_ads", T0 + timedelta(days=1))
-        after = audit.consent(conn, s, "personalised_ads", T0 + timedelta(days=2))
-        late = audit.consent(conn, s, "personalised_ads", add_months(T0, 13))
+        mid = audit.consent(conn, s, "personalised_ads", T0 + timedelta(days=1), POLICY)
+        after = audit.consent(conn, s, "personalised_ads", T0 + timedelta(days=2), POLICY)
+        late = audit.consent(conn, s, "personalised_ads", add_months(T0, 13), POLICY)
         recorded = consent_history.history(conn, s)
     assert (mid["status"], mid["event_id"]) == ("refused", refused["event_id"])
     assert (after["status"], after["event_id"], after["notice_version"]) == (
@@ -182,10 +199,11 @@ def test_consent_of_an_unknown_subject_or_purpose_is_refused(ledger):
                                                           **CONSENT})])
     with ledger.conn() as conn:
         with pytest.raises(audit.UnknownSubject):
-            audit.consent(conn, "vis-nobody", "marketing", T0)
+            audit.consent(conn, "vis-nobody", "marketing", T0, POLICY)
         with pytest.raises(audit.BadQuestion):
-            audit.consent(conn, "vis-known", "newsletter", T0)
-        assert audit.consent(conn, "vis-known", "service", T0)["legal_basis"] == "contract"
+            audit.consent(conn, "vis-known", "newsletter", T0, POLICY)
+        assert audit.consent(conn, "vis-known", "service", T0,
+                             POLICY)["legal_basis"] == "contract"
 
 
 # --- 2. disclosures -------------------------------------------------------------------------
@@ -210,7 +228,7 @@ def test_a_disclosure_one_second_after_the_revocation_is_unauthorised(ledger):
             "basis": "processor_contract"}),
     ]
     ledger.publish(events)
-    out = audit.disclosures(ledger.broker, s)
+    out = audit.disclosures(ledger.broker, s, POLICY, datetime.now(UTC))
     assert [d["event_id"] for d in out] == [events[2]["event_id"], events[4]["event_id"],
                                            events[5]["event_id"]]
     ok, late, processor = out
@@ -219,7 +237,7 @@ def test_a_disclosure_one_second_after_the_revocation_is_unauthorised(ledger):
     assert "revoked" in late["reason"]
     assert processor["authorised"] is True and processor["basis"] == "processor_contract"
     with pytest.raises(audit.UnknownSubject):
-        audit.disclosures(ledger.broker, "acc-nobody")
+        audit.disclosures(ledger.broker, "acc-nobody", POLICY, datetime.now(UTC))
 
 
 # --- 4. as of -------------------------------------------------------------------------------
@@ -237,15 +255,15 @@ def test_as_of_needs_a_case_reference_and_every_read_is_recorded(ledger):
     with ledger.conn() as conn:
         for case in (None, "", "   "):
             with pytest.raises(MissingCaseReference):
-                audit.as_of(ledger.broker, conn, ks, s, T0, case, "dpo", now)
+                audit.as_of(ledger.broker, conn, ks, s, T0, case, "dpo", now, POLICY)
         assert accesses(conn, s) == []
         before = audit.as_of(ledger.broker, conn, ks, s, created_at - US, "LIT-2026-014",
-                             "dpo", now)
+                             "dpo", now, POLICY)
         assert before["existed"] is False and before["view"] is None
         during = audit.as_of(ledger.broker, conn, ks, s, T0 + timedelta(hours=1),
-                             "LIT-2026-014", "dpo", now)
+                             "LIT-2026-014", "dpo", now, POLICY)
         after = audit.as_of(ledger.broker, conn, ks, s, T0 + timedelta(days=2), "LIT-2026-015",
-                            "auditor", now)
+                            "auditor", now, POLICY)
         log = accesses(conn, s)
     view = during["view"]
     assert view["status"] == "active" and view["consents"]["marketing"] == "granted"
@@ -264,7 +282,7 @@ def test_as_of_shows_personal_fields_where_the_keys_exist(ledger):
     ks = ledger.keystore
     with ledger.conn() as conn:
         ans = audit.as_of(ledger.broker, conn, ks, s, T0 + timedelta(hours=1), "REQ-1", "dpo",
-                          datetime.now(UTC))
+                          datetime.now(UTC), POLICY)
         assert len(accesses(conn, s)) == 1
     view = ans["view"]
     assert view["identity"]["first_name"] == "ZephyrineG"
@@ -299,8 +317,8 @@ def test_export_of_an_erased_subject_has_no_personal_field(ledger):
     now = datetime.now(UTC)
     ks = ledger.keystore
     with ledger.conn() as conn:
-        doc = export.export(ledger.broker, conn, ks, erased, now, "dpo", "REQ-ERASED")
-        control = export.export(ledger.broker, conn, ks, live, now, "dpo")
+        doc = export.export(ledger.broker, conn, ks, erased, now, "dpo", "REQ-ERASED", POLICY)
+        control = export.export(ledger.broker, conn, ks, live, now, "dpo", None, POLICY)
         reads = accesses(conn, erased)
     text = json.dumps(doc, ensure_ascii=False)
     needles = personal_values(erased_events)
@@ -477,7 +495,7 @@ def test_the_projection_answers_what_the_log_says(database_url, steps, batch, ex
     async def apply_all() -> None:
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
             for k in range(0, len(items), batch):
-                out = await apply_batch(c, items[k:k + batch], fold,
+                out = await apply_batch(c, items[k:k + batch], ViewFold(POLICY),
                                         hooks=[consent_history.hook], archive=False)
                 assert not out.dead, out.dead
 

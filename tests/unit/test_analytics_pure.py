@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from events.codec import Record, decode, encode, key_refs, lookup_from
 from events.crypto import new_data_key
-from events.keystore import KeyRef
+from events.keys import KeyRef
 from events.model import Event, new_event
 from projections.analytics import (
     MAX_RECIPIENT,

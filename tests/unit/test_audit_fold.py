@@ -11,9 +11,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.codec import Record
-from processors.rules.audit import as_of, consent_at, disclosures
+from processors.rules import audit
+from processors.rules.audit import disclosures
+from processors.rules.policy import Policy
 from processors.rules.timeutil import add_months
 from registre.services.replay import partition_for
+
+POLICY = Policy()
+
+
+def consent_at(records: list[Record], purpose: str, at: datetime,
+               months: int = POLICY.consent_validity_months) -> dict:
+    return audit.consent_at(records, purpose, at, months)
+
+
+def as_of(records: list[Record], at: datetime) -> dict | None:
+    return audit.as_of(records, at, POLICY)
 
 S = "acc-000042"
 T0 = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)

@@ -16,12 +16,20 @@ import pytest
 from events.catalogue import load_catalogue
 from events.codec import Record, decode, encode, key_refs, open_field
 from events.crypto import new_data_key
-from events.keystore import KeyRef
+from events.keys import KeyRef
 from events.validation import parse_event
-from processors.rules.fold import Rejected, apply, empty_view
-from registre.services.views import consent_status
+from processors.rules.fold import Rejected, ViewFold, empty_view
+from processors.rules.policy import Policy
+from registre.services.views import consent_status as status_under
 
 CAT = load_catalogue()
+POLICY = Policy()
+apply = ViewFold(POLICY, CAT)
+
+
+def consent_status(entry: dict[str, Any], now: datetime) -> str:
+    return status_under(entry, now, POLICY.consent_validity_months)
+
 SUBJECT = "acc-000042"
 KEYS: dict[KeyRef, tuple[int, bytes]] = {}
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from events.keystore import KeyRef
+from events.keys import KeyRef
 from processors.rules.policy import Policy
 from processors.rules.retention import (
     Decision,

@@ -14,8 +14,8 @@ import structlog
 from processors.app import PROCESSOR_GROUP
 from projections.archive import LogShorter, restore_if_needed
 from projections.positions import align_group, backlog
-from registre import bootstrap as app
-from registre.cli.errors import UserError
+from registre.bootstrap import Registre
+from registre.errors import UserError
 from registre.services.embedded import Runtime
 from registre.settings import Settings
 
@@ -83,7 +83,7 @@ def run_foreground(settings: Settings, workers: int = 1) -> int:
     procs: list[subprocess.Popen] = []
     try:
         runtime.start()
-        app.master_key(settings)  # create HOME/master.key for the embedded default
+        Registre(settings).ensure_master_key()
         try:
             restored = restore_if_needed(runtime.kafka, runtime.database_url,
                                          can_restore=runtime.embedded_broker)

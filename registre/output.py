@@ -1,8 +1,18 @@
-"""Human-readable rendering of a command's answer (the JSON document, indented as text)."""
+"""Printing a command's answer: one JSON document, or the same document indented as text."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
+
+
+def emit(answer: Any, as_json: bool, text: Callable[[Any], str] | None = None) -> None:
+    """Print one JSON document, or the human-readable text of it."""
+    if as_json:
+        print(json.dumps(answer, ensure_ascii=False, default=str))
+    else:
+        print((text or render_text)(answer))
 
 
 def render_text(value: Any, indent: int = 0) -> str:

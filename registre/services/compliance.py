@@ -1,0 +1,135 @@
+"""The compliance desk: every question and action of domain.md, one JSON document each.
+
+The command line and the web service both go through `Compliance`, so an answer is the same
+document whichever door it is asked at. It is given a context (`registre.bootstrap.Registre`
+fits) for the adapters, the loaded policy and the clock, and the name of who asks: a
+restricted read is recorded in the access log under that name before anything is decrypted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+import psycopg
+
+from events.keystore import KeyStore
+from events.publisher import Publisher
+from processors.rules.policy import Policy
+from projections.queries import customer_view
+from registre.services import audit, erasure, export, views
+from registre.services.audit import UnknownSubject, check_purpose, check_subject, require_case
+from registre.services.verify import verify_document
+
+Doc = dict[str, Any]
+
+
+class Context(Protocol):
+    """What the desk needs from the composition root."""
+
+    policy: Policy
+    clock: Callable[[], datetime]
+    master_key: bytes
+
+    @property
+    def kafka(self) -> str: ...
+    @property
+    def database_url(self) -> str: ...
+    def connect(self) -> psycopg.Connection: ...
+    def keystore(self, cache_seconds: float = 0.0) -> KeyStore: ...
+    def publisher(self, allow_registre: bool = False) -> Publisher: ...
+
+
+class Compliance:
+    """Questions and actions for one reader (a person or a token name)."""
+
+    def __init__(self, ctx: Context, reader: str) -> None:
+        self.ctx = ctx
+        self.reader = reader
+
+    @property
+    def policy(self) -> Policy:
+        return self.ctx.policy
+
+    # --- the customer view ---------------------------------------------------------------------
+
+    def view(self, subject: str) -> Doc:
+        """The current customer view (no personal field once the account has ended)."""
+        check_subject(subject)
+        with self.ctx.connect() as conn:
+            doc = customer_view(conn, subject)
+        if doc is None:
+            raise UnknownSubject(f"{subject}: no such subject in the customer view")
+        with self.ctx.keystore() as keystore:
+            return views.render(doc, keystore, self.ctx.clock(), self.policy)
+
+    def retained(self, subject: str, case: str | None) -> Doc:
+        """What is retained after deletion (compliance only; the read is recorded first)."""
+        check_subject(subject)
+        case = require_case(case)
+        with self.ctx.connect() as conn, self.ctx.keystore() as keystore:
+            return erasure.read_retained(conn, keystore, subject, self.reader, case,
+                                         self.ctx.clock(), self.policy)
+
+    # --- questions -----------------------------------------------------------------------------
+
+    def consent(self, subject: str, purpose: str, at: datetime) -> Doc:
+        check_subject(subject)
+        check_purpose(purpose)
+        with self.ctx.connect() as conn:
+            return audit.consent(conn, subject, purpose, at, self.policy)
+
+    def disclosures(self, subject: str) -> list[Doc]:
+        check_subject(subject)
+        return audit.disclosures(self.ctx.kafka, subject, self.policy, self.ctx.clock())
+
+    def erasure(self, subject: str) -> Doc:
+        check_subject(subject)
+        with self.ctx.connect() as conn, self.ctx.keystore() as keystore:
+            return erasure.erasure_report(conn, keystore, subject, self.policy, self.ctx.clock())
+
+    def as_of(self, subject: str, at: datetime, case: str | None) -> Doc:
+        check_subject(subject)
+        case = require_case(case)
+        with self.ctx.connect() as conn, self.ctx.keystore() as keystore:
+            return audit.as_of(self.ctx.kafka, conn, keystore, subject, at, case, self.reader,
+                               self.ctx.clock(), self.policy)
+
+    def export(self, subject: str, case: str | None) -> Doc:
+        check_subject(subject)
+        with self.ctx.connect() as conn, self.ctx.keystore() as keystore:
+            return export.export(self.ctx.kafka, conn, keystore, subject, self.ctx.clock(),
+                                 self.reader, case, self.policy)
+
+    def schedule(self, days: int, now: datetime | None = None) -> Doc:
+        if days < 0:
+            raise audit.BadQuestion(f"--days must be 0 or more, got {days}")
+        with self.ctx.connect() as conn, self.ctx.keystore() as keystore:
+            return erasure.schedule(conn, keystore, now or self.ctx.clock(), days, self.policy)
+
+    def verify(self) -> Doc:
+        return verify_document(self.ctx.kafka, self.ctx.database_url, self.ctx.master_key)
+
+    # --- actions -------------------------------------------------------------------------------
+
+    def sweep(self, now: datetime | None = None) -> Doc:
+        with self.ctx.publisher() as publisher:
+            return erasure.sweep_now(self.ctx.database_url, publisher, self.policy,
+                                     now or self.ctx.clock())
+
+    def place_hold(self, subject: str, case: str, reason: str,
+                   categories: list[str] | None = None) -> Doc:
+        check_subject(subject)
+        return self._publish(erasure.hold_event(subject, case, self.ctx.clock(), reason,
+                                                categories), case)
+
+    def release_hold(self, subject: str, case: str) -> Doc:
+        check_subject(subject)
+        return self._publish(erasure.hold_event(subject, case, self.ctx.clock()), case)
+
+    def _publish(self, event: Doc, case: str) -> Doc:
+        with self.ctx.publisher() as publisher:
+            published = publisher.publish(event)
+        return {"published": published.type, "event_id": published.event_id,
+                "subject_id": published.subject_id, "case_ref": case}
