@@ -16,7 +16,7 @@ disclosures_monthly            UTC month x recipient x basis: ``DataShared``
 ============================== ================================================================
 
 A *group* is the set of distinct subjects behind one row. Every figure of a row is computed
-from that group only, and a group of fewer than ``MIN_SUBJECTS`` subjects is shown with
+from that group only, and a group of fewer than 10 subjects is shown with
 ``suppressed = true`` and every figure NULL. Rows hold coarse values only (day or month,
 country code, purpose, recipient, basis): never a subject id, an IP, a city or coordinates.
 
@@ -41,8 +41,8 @@ each batch's increments are written in the same transaction as the batch's other
 someone with raw access to the WAL or row versions could correlate a country counter with a
 batch holding a single connection; aggregates and tokens alone reveal nothing per subject.
 
-``tally`` / ``analyst_rows`` compute the very same figures directly from a list of records
-(pure, no database): the tests compare them with the views.
+The tests compute the very same figures directly from the records (``tests/analytics_oracle``)
+and compare them with the views.
 """
 
 from __future__ import annotations
@@ -51,11 +51,9 @@ import hashlib
 import hmac
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date
-from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 
 import psycopg
 import structlog
@@ -69,7 +67,6 @@ from projections.writer import Hook, Outcome
 
 log = structlog.get_logger("registre.analytics")
 
-MIN_SUBJECTS = 10  # must equal the threshold written in migrations/006_analytics.sql
 UNKNOWN = "unknown"
 MAX_RECIPIENT = 200  # characters of a recipient kept as a group key
 _COUNTRY = re.compile(r"[A-Z]{2}")
@@ -80,18 +77,6 @@ RESET_SQL: tuple[str, ...] = (
     "DELETE FROM projections.analytics_totals",
 )
 
-# view -> (measure, key columns, figure columns), in the views' column order
-VIEWS: Mapping[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    "accounts_created_daily": ("accounts_created", ("day",), ("accounts", "subjects")),
-    "accounts_deleted_daily": ("accounts_deleted", ("day",), ("accounts", "subjects")),
-    "erasures_daily": ("erasures", ("day",), ("erasures", "subjects")),
-    "connections_daily": ("connections", ("day", "country"), ("connections", "subjects")),
-    "consent_daily": ("consent", ("day", "purpose"),
-                      ("asked", "granted", "refused", "consent_rate", "subjects")),
-    "withdrawals_daily": ("withdrawals", ("day", "purpose"), ("withdrawals", "subjects")),
-    "disclosures_monthly": ("disclosures", ("month", "recipient", "basis"),
-                            ("disclosures", "subjects")),
-}
 
 
 @dataclass(frozen=True, order=True)
@@ -102,13 +87,6 @@ class Group:
     period: date
     dim1: str = ""
     dim2: str = ""
-
-
-@dataclass
-class Tally:
-    events: int = 0
-    granted: int = 0
-    subjects: set[str] = field(default_factory=set)
 
 
 def contributions(record: Record, country: str = UNKNOWN) -> list[tuple[Group, int, int]]:
@@ -153,75 +131,6 @@ def connection_country(record: Record, lookup: KeyLookup | None,
     value = open_field(record.type, record.event_id, record.subject_id, record.occurred_at,
                        _country_field(catalogue or load_catalogue()), sealed, lookup)
     return value if isinstance(value, str) and _COUNTRY.fullmatch(value) else UNKNOWN
-
-
-def tally(records: Iterable[Record], lookup: KeyLookup | None = None,
-          catalogue: Catalogue | None = None) -> dict[Group, Tally]:
-    """Every group's figures, straight from the records (each event id counted once).
-
-    ``lookup`` opens location keys for the country of connections (None: all ``unknown``).
-    Pure: no database, no clock.
-    """
-    catalogue = catalogue or load_catalogue()
-    out: dict[Group, Tally] = {}
-    seen: set[str] = set()
-    for record in records:
-        if record.event_id in seen:
-            continue
-        seen.add(record.event_id)
-        country = (connection_country(record, lookup, catalogue)
-                   if record.type == "ConnectionRecorded" else UNKNOWN)
-        for group, events, granted in contributions(record, country):
-            t = out.setdefault(group, Tally())
-            t.events += events
-            t.granted += granted
-            t.subjects.add(record.subject_id)
-    return out
-
-
-def _rate(granted: int, asked: int) -> Decimal | None:
-    if not asked:
-        return None
-    return (Decimal(granted) / Decimal(asked)).quantize(Decimal("0.0001"), ROUND_HALF_UP)
-
-
-def _figures(measure: str, t: Tally) -> tuple[Any, ...]:
-    n = len(t.subjects)
-    if measure == "consent":
-        return (t.events, t.granted, t.events - t.granted, _rate(t.granted, t.events), n)
-    return (t.events, n)
-
-
-def _keys(g: Group) -> tuple[Any, ...]:
-    if g.measure == "disclosures":
-        return (g.period, g.dim1, g.dim2)
-    if g.measure in ("connections", "consent", "withdrawals"):
-        return (g.period, g.dim1)
-    return (g.period,)
-
-
-def analyst_rows(tallies: Mapping[Group, Tally]) -> dict[str, list[tuple[Any, ...]]]:
-    """What each analytics view shows for these tallies: key columns, figures, suppressed.
-
-    A group of fewer than MIN_SUBJECTS subjects keeps its keys, every figure None and
-    ``suppressed`` True. Rows are sorted; column order is that of ``VIEWS``.
-    """
-    out: dict[str, list[tuple[Any, ...]]] = {view: [] for view in VIEWS}
-    by_measure = {measure: view for view, (measure, _, _) in VIEWS.items()}
-    for g, t in tallies.items():
-        view = by_measure[g.measure]
-        width = len(VIEWS[view][2])
-        if len(t.subjects) >= MIN_SUBJECTS:
-            out[view].append((*_keys(g), *_figures(g.measure, t), False))
-        else:
-            out[view].append((*_keys(g), *([None] * width), True))
-    return {view: sorted(rows) for view, rows in out.items()}
-
-
-def analyst_figures(records: Iterable[Record], lookup: KeyLookup | None = None,
-                    catalogue: Catalogue | None = None) -> dict[str, list[tuple[Any, ...]]]:
-    """The views' rows computed directly from the records (``analyst_rows(tally(...))``)."""
-    return analyst_rows(tally(records, lookup, catalogue))
 
 
 # --- the hook -----------------------------------------------------------------------------

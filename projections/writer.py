@@ -59,8 +59,12 @@ async def apply_batch(
     archive: bool = True,
     catalogue: Catalogue | None = None,
 ) -> Outcome:
-    """Decode, fold and persist ``items`` (one topic, any partitions) in one transaction."""
-    catalogue = catalogue or load_catalogue()
+    """Decode, fold and persist ``items`` (one topic, any partitions) in one transaction.
+
+    The steps: skip what the stored positions say is applied; decode (what does not decode
+    is a dead letter); drop event ids applied before; fold each subject's view; write views,
+    applied ids, archive, dead letters, the hooks' projections and the new positions.
+    """
     out = Outcome()
     if not items:
         return out
@@ -68,91 +72,110 @@ async def apply_batch(
     async with conn.transaction(), conn.cursor() as cur:
         await cur.execute("SELECT pg_advisory_xact_lock(%s)", (PROJECTION_LOCK,))
         positions = await _positions(cur, consumer, topic)
-        fresh = [i for i in items if i.offset >= positions.get(i.partition, 0)]
-        out.already_applied = len(items) - len(fresh)
-        out.items = fresh
-        if not fresh:
+        out.items = [i for i in items if i.offset >= positions.get(i.partition, 0)]
+        out.already_applied = len(items) - len(out.items)
+        if not out.items:
             return out
-        decoded: list[tuple[Incoming, Record]] = []
-        poison: set[tuple[int, int]] = set()
-        for item in fresh:
-            try:
-                record = decode(item.value or b"", catalogue)
-            except DecodeError as exc:
-                out.dead.append((item, str(exc), None))
-                poison.add((item.partition, item.offset))
-                continue
-            if item.key != record.subject_id.encode():
-                out.dead.append((item, "Kafka key does not match subject_id", record.type))
-                continue
-            decoded.append((item, record))
-        ids = [r.event_id for _, r in decoded]
-        await cur.execute(
-            "SELECT event_id::text FROM projections.applied_events"
-            " WHERE event_id = ANY(%s::uuid[])",
-            (ids,),
-        )
-        seen = {row[0] for row in await cur.fetchall()}
-        subjects = sorted({r.subject_id for _, r in decoded})
-        await cur.execute(
-            "SELECT subject_id, doc FROM projections.customer_view WHERE subject_id = ANY(%s)"
-            " FOR UPDATE",
-            (subjects,),
-        )
-        views: dict[str, dict[str, Any]] = {s: d for s, d in await cur.fetchall()}
-        for item, record in decoded:
-            if record.event_id in seen:
-                out.duplicates += 1
-                continue
-            try:
-                view = fold(views.get(record.subject_id), record)
-            except Exception as exc:  # noqa: BLE001 - any fold failure is this event's fault
-                out.dead.append((item, str(exc) or type(exc).__name__, record.type))
-                continue
-            views[record.subject_id] = view
-            out.views[record.subject_id] = view
-            seen.add(record.event_id)
-            out.applied.append((item, record))
-        if out.views:
-            await cur.executemany(
-                "INSERT INTO projections.customer_view (subject_id, status, doc, updated_at)"
-                " VALUES (%s, %s, %s, now()) ON CONFLICT (subject_id) DO UPDATE"
-                " SET status = EXCLUDED.status, doc = EXCLUDED.doc, updated_at = now()",
-                [(s, v["status"], Jsonb(v)) for s, v in out.views.items()],
-            )
-        if out.applied:
-            await cur.executemany(
-                "INSERT INTO projections.applied_events (event_id, partition, \"offset\")"
-                " VALUES (%s, %s, %s)",
-                [(r.event_id, i.partition, i.offset) for i, r in out.applied],
-            )
-        if archive:
-            await _archive(cur, fresh, poison)
-        if out.dead:
-            await cur.executemany(
-                "INSERT INTO projections.dead_letters (topic, partition, \"offset\", event_type,"
-                " reason) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                [(i.topic, i.partition, i.offset, t, reason[:500]) for i, reason, t in out.dead],
-            )
-            if archive:  # live processing: the dead-letter topic gets them via the outbox
-                subjects = {(i.partition, i.offset): r.subject_id for i, r in decoded}
-                await cur.executemany(outbox.INSERT_SQL, [
-                    outbox.dead_letter_row(i.topic, i.partition, i.offset, reason, t,
-                                           subjects.get((i.partition, i.offset)))
-                    for i, reason, t in out.dead])
+        decoded, poison = _decode(out, catalogue or load_catalogue())
+        await _fold(cur, out, decoded, fold)
+        await _persist(cur, out, decoded, poison, archive)
         for hook in hooks:
             await hook(cur, out)
-        ends: dict[int, int] = {}
-        for item in fresh:
-            ends[item.partition] = max(ends.get(item.partition, 0), item.offset + 1)
-        await cur.executemany(
-            "INSERT INTO projections.offsets (consumer, topic, partition, next_offset)"
-            " VALUES (%s, %s, %s, %s) ON CONFLICT (consumer, topic, partition)"
-            " DO UPDATE SET next_offset = GREATEST(projections.offsets.next_offset,"
-            " EXCLUDED.next_offset)",
-            [(consumer, topic, p, o) for p, o in ends.items()],
-        )
+        await _advance(cur, consumer, topic, out.items)
     return out
+
+
+def _decode(out: Outcome, catalogue: Catalogue
+            ) -> tuple[list[tuple[Incoming, Record]], set[tuple[int, int]]]:
+    """Decode the fresh items; the undecodable and mis-keyed ones become dead letters."""
+    decoded: list[tuple[Incoming, Record]] = []
+    poison: set[tuple[int, int]] = set()
+    for item in out.items:
+        try:
+            record = decode(item.value or b"", catalogue)
+        except DecodeError as exc:
+            out.dead.append((item, str(exc), None))
+            poison.add((item.partition, item.offset))
+            continue
+        if item.key != record.subject_id.encode():
+            out.dead.append((item, "Kafka key does not match subject_id", record.type))
+            continue
+        decoded.append((item, record))
+    return decoded, poison
+
+
+async def _fold(cur: psycopg.AsyncCursor, out: Outcome,
+                decoded: list[tuple[Incoming, Record]], fold: Fold) -> None:
+    """Fold every new event into its subject's view (locked for the transaction)."""
+    await cur.execute(
+        "SELECT event_id::text FROM projections.applied_events WHERE event_id = ANY(%s::uuid[])",
+        ([r.event_id for _, r in decoded],))
+    seen = {row[0] for row in await cur.fetchall()}
+    await cur.execute(
+        "SELECT subject_id, doc FROM projections.customer_view WHERE subject_id = ANY(%s)"
+        " FOR UPDATE", (sorted({r.subject_id for _, r in decoded}),))
+    views: dict[str, dict[str, Any]] = {s: d for s, d in await cur.fetchall()}
+    for item, record in decoded:
+        if record.event_id in seen:
+            out.duplicates += 1
+            continue
+        try:
+            view = fold(views.get(record.subject_id), record)
+        except Exception as exc:  # noqa: BLE001 - any fold failure is this event's fault
+            out.dead.append((item, str(exc) or type(exc).__name__, record.type))
+            continue
+        views[record.subject_id] = out.views[record.subject_id] = view
+        seen.add(record.event_id)
+        out.applied.append((item, record))
+
+
+async def _persist(cur: psycopg.AsyncCursor, out: Outcome,
+                   decoded: list[tuple[Incoming, Record]], poison: set[tuple[int, int]],
+                   archive: bool) -> None:
+    """Write the views, the applied ids, the archive and the dead letters."""
+    if out.views:
+        await cur.executemany(
+            "INSERT INTO projections.customer_view (subject_id, status, doc, updated_at)"
+            " VALUES (%s, %s, %s, now()) ON CONFLICT (subject_id) DO UPDATE"
+            " SET status = EXCLUDED.status, doc = EXCLUDED.doc, updated_at = now()",
+            [(s, v["status"], Jsonb(v)) for s, v in out.views.items()])
+    if out.applied:
+        await cur.executemany(
+            "INSERT INTO projections.applied_events (event_id, partition, \"offset\")"
+            " VALUES (%s, %s, %s)",
+            [(r.event_id, i.partition, i.offset) for i, r in out.applied])
+    if archive:
+        await _archive(cur, out.items, poison)
+    if out.dead:
+        await _dead_letters(cur, out, decoded, archive)
+
+
+async def _dead_letters(cur: psycopg.AsyncCursor, out: Outcome,
+                        decoded: list[tuple[Incoming, Record]], live: bool) -> None:
+    await cur.executemany(
+        "INSERT INTO projections.dead_letters (topic, partition, \"offset\", event_type,"
+        " reason) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        [(i.topic, i.partition, i.offset, t, reason[:500]) for i, reason, t in out.dead])
+    if live:  # live processing: the dead-letter topic gets them via the outbox
+        subjects = {(i.partition, i.offset): r.subject_id for i, r in decoded}
+        await cur.executemany(outbox.INSERT_SQL, [
+            outbox.dead_letter_row(i.topic, i.partition, i.offset, reason, t,
+                                   subjects.get((i.partition, i.offset)))
+            for i, reason, t in out.dead])
+
+
+async def _advance(cur: psycopg.AsyncCursor, consumer: str, topic: str,
+                   items: Sequence[Incoming]) -> None:
+    """Store the next offset of each partition the batch reached."""
+    ends: dict[int, int] = {}
+    for item in items:
+        ends[item.partition] = max(ends.get(item.partition, 0), item.offset + 1)
+    await cur.executemany(
+        "INSERT INTO projections.offsets (consumer, topic, partition, next_offset)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT (consumer, topic, partition)"
+        " DO UPDATE SET next_offset = GREATEST(projections.offsets.next_offset,"
+        " EXCLUDED.next_offset)",
+        [(consumer, topic, p, o) for p, o in ends.items()])
 
 
 async def _archive(

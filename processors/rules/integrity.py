@@ -298,6 +298,22 @@ class _Partition:
         self.checked += 1
         return True
 
+    def take(self, rec: ChainRecord, public: Ed25519PublicKey | None) -> None:
+        """Chain the next record, after checking the checkpoints below its offset."""
+        offset = rec.offset
+        if offset != self.next:
+            if offset < self.next:
+                self.fail(offset, f"offset {offset} read after offset {self.next - 1}: records"
+                                  " reordered or duplicated")
+                return
+            self.gaps.append((self.next, offset - 1))
+        while self.pending and self.pending[0].offset < offset:
+            if not self.check(self.pending.popleft(), public):
+                return
+        self.head = chain_hash(self.head, rec)
+        self.next = offset + 1
+        self.records += 1
+
     def finish(self, public: Ed25519PublicKey | None) -> None:
         pending = self.pending
         while pending and self.failure is None:
@@ -333,6 +349,17 @@ def verify_log(
     checkpoint (the altered record lies between there and the failing checkpoint).
     """
     public = None if public_key is None else _public(public_key)
+    states = _pending_checkpoints(checkpoints, topic)
+    _chain_records(states, records, public, topic)
+    for st in states.values():
+        if st.failure is None:
+            st.finish(public)
+    return _result([states[k] for k in sorted(states)])
+
+
+def _pending_checkpoints(checkpoints: Iterable[Checkpoint], topic: str | None
+                         ) -> dict[tuple[str, int], _Partition]:
+    """One state per partition, holding its checkpoints in offset order."""
     states: dict[tuple[str, int], _Partition] = {}
     for cp in sorted((c for c in checkpoints if topic is None or c.topic == topic),
                      key=lambda c: (c.topic, c.partition, c.offset)):
@@ -340,7 +367,12 @@ def verify_log(
         if st is None:
             st = states[(cp.topic, cp.partition)] = _Partition(cp.topic, cp.partition)
         st.pending.append(cp)
+    return states
 
+
+def _chain_records(states: dict[tuple[str, int], _Partition], records: Iterable[ChainRecord],
+                   public: Ed25519PublicKey | None, topic: str | None) -> None:
+    """Chain every record, checking each checkpoint as the chain passes its offset."""
     last_key: tuple[str, int] | None = None
     st: _Partition | None = None
     for rec in records:
@@ -352,30 +384,12 @@ def verify_log(
             if st is None:
                 st = states[key] = _Partition(rec.topic, rec.partition)
             last_key = key
-        if st.failure is not None:
-            continue
-        offset = rec.offset
-        if offset != st.next:
-            if offset < st.next:
-                st.fail(offset, f"offset {offset} read after offset {st.next - 1}: records"
-                                " reordered or duplicated")
-                continue
-            st.gaps.append((st.next, offset - 1))
-        pending = st.pending
-        while pending and pending[0].offset < offset:
-            if not st.check(pending.popleft(), public):
-                break
-        if st.failure is not None:
-            continue
-        st.head = chain_hash(st.head, rec)
-        st.next = offset + 1
-        st.records += 1
-
-    for st in states.values():
+        assert st is not None
         if st.failure is None:
-            st.finish(public)
+            st.take(rec, public)
 
-    ordered = [states[k] for k in sorted(states)]
+
+def _result(ordered: list[_Partition]) -> VerifyResult:
     records_checked = sum(s.records for s in ordered)
     checked = sum(s.checked for s in ordered)
     tail = sum(s.records - s.records_at_good for s in ordered)

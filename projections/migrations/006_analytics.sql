@@ -7,9 +7,9 @@
 --                     group with a known country 'k:' || HMAC(location key of that subject and
 --                     month, group): the country a subject connected from is never stored in
 --                     clear next to its id, and the link is gone once that key is destroyed.
--- Public to analysts, in schema analytics: views only, each applying the suppression rule
--- (a group of fewer than 10 distinct subjects shows suppressed = true and NULL figures).
--- The threshold 10 below must equal projections.analytics.MIN_SUBJECTS.
+-- Public to analysts, in schema analytics: views only, over projections.analytics_visible,
+-- which applies the suppression rule (a group of fewer than 10 distinct subjects shows
+-- suppressed = true and NULL figures).
 
 CREATE SCHEMA IF NOT EXISTS analytics;
 REVOKE ALL ON SCHEMA analytics FROM PUBLIC;
@@ -38,58 +38,49 @@ CREATE TABLE projections.analytics_members (
     PRIMARY KEY (measure, period, dim1, dim2, member)
 );
 
+-- The suppression rule, stated once: a group of fewer than 10 distinct subjects is suppressed.
+CREATE FUNCTION projections.analytics_suppressed(subjects bigint) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN subjects < 10;
+
+-- Every group with its figures, or none: a suppressed group keeps its keys and shows
+-- suppressed = true and NULL figures.
+CREATE VIEW projections.analytics_visible WITH (security_barrier) AS
+SELECT measure, period, dim1, dim2,
+       projections.analytics_suppressed(subjects)                            AS suppressed,
+       CASE WHEN NOT projections.analytics_suppressed(subjects) THEN events END   AS events,
+       CASE WHEN NOT projections.analytics_suppressed(subjects) THEN granted END  AS granted,
+       CASE WHEN NOT projections.analytics_suppressed(subjects) THEN subjects END AS subjects
+FROM projections.analytics_totals;
+
 CREATE VIEW analytics.accounts_created_daily WITH (security_barrier) AS
-SELECT period AS day,
-       CASE WHEN subjects >= 10 THEN events END   AS accounts,
-       CASE WHEN subjects >= 10 THEN subjects END AS subjects,
-       subjects < 10                              AS suppressed
-FROM projections.analytics_totals WHERE measure = 'accounts_created';
+SELECT period AS day, events AS accounts, subjects, suppressed
+FROM projections.analytics_visible WHERE measure = 'accounts_created';
 
 CREATE VIEW analytics.accounts_deleted_daily WITH (security_barrier) AS
-SELECT period AS day,
-       CASE WHEN subjects >= 10 THEN events END   AS accounts,
-       CASE WHEN subjects >= 10 THEN subjects END AS subjects,
-       subjects < 10                              AS suppressed
-FROM projections.analytics_totals WHERE measure = 'accounts_deleted';
+SELECT period AS day, events AS accounts, subjects, suppressed
+FROM projections.analytics_visible WHERE measure = 'accounts_deleted';
 
 CREATE VIEW analytics.erasures_daily WITH (security_barrier) AS
-SELECT period AS day,
-       CASE WHEN subjects >= 10 THEN events END   AS erasures,
-       CASE WHEN subjects >= 10 THEN subjects END AS subjects,
-       subjects < 10                              AS suppressed
-FROM projections.analytics_totals WHERE measure = 'erasures';
+SELECT period AS day, events AS erasures, subjects, suppressed
+FROM projections.analytics_visible WHERE measure = 'erasures';
 
 CREATE VIEW analytics.connections_daily WITH (security_barrier) AS
-SELECT period AS day, dim1 AS country,
-       CASE WHEN subjects >= 10 THEN events END   AS connections,
-       CASE WHEN subjects >= 10 THEN subjects END AS subjects,
-       subjects < 10                              AS suppressed
-FROM projections.analytics_totals WHERE measure = 'connections';
+SELECT period AS day, dim1 AS country, events AS connections, subjects, suppressed
+FROM projections.analytics_visible WHERE measure = 'connections';
 
 CREATE VIEW analytics.consent_daily WITH (security_barrier) AS
-SELECT period AS day, dim1 AS purpose,
-       CASE WHEN subjects >= 10 THEN events END            AS asked,
-       CASE WHEN subjects >= 10 THEN granted END           AS granted,
-       CASE WHEN subjects >= 10 THEN events - granted END  AS refused,
-       CASE WHEN subjects >= 10
-            THEN round(granted::numeric / NULLIF(events, 0), 4) END AS consent_rate,
-       CASE WHEN subjects >= 10 THEN subjects END          AS subjects,
-       subjects < 10                                       AS suppressed
-FROM projections.analytics_totals WHERE measure = 'consent';
+SELECT period AS day, dim1 AS purpose, events AS asked, granted, events - granted AS refused,
+       round(granted::numeric / NULLIF(events, 0), 4) AS consent_rate, subjects, suppressed
+FROM projections.analytics_visible WHERE measure = 'consent';
 
 CREATE VIEW analytics.withdrawals_daily WITH (security_barrier) AS
-SELECT period AS day, dim1 AS purpose,
-       CASE WHEN subjects >= 10 THEN events END   AS withdrawals,
-       CASE WHEN subjects >= 10 THEN subjects END AS subjects,
-       subjects < 10                              AS suppressed
-FROM projections.analytics_totals WHERE measure = 'withdrawals';
+SELECT period AS day, dim1 AS purpose, events AS withdrawals, subjects, suppressed
+FROM projections.analytics_visible WHERE measure = 'withdrawals';
 
 CREATE VIEW analytics.disclosures_monthly WITH (security_barrier) AS
-SELECT period AS month, dim1 AS recipient, dim2 AS basis,
-       CASE WHEN subjects >= 10 THEN events END   AS disclosures,
-       CASE WHEN subjects >= 10 THEN subjects END AS subjects,
-       subjects < 10                              AS suppressed
-FROM projections.analytics_totals WHERE measure = 'disclosures';
+SELECT period AS month, dim1 AS recipient, dim2 AS basis, events AS disclosures, subjects,
+       suppressed
+FROM projections.analytics_visible WHERE measure = 'disclosures';
 
 COMMENT ON SCHEMA analytics IS
     'Aggregates for analysts. A group of fewer than 10 distinct subjects is suppressed.';

@@ -28,11 +28,8 @@ from events.model import Event, new_event
 from processors.rules.fold import ViewFold
 from processors.rules.policy import Policy
 from projections.analytics import (
-    MIN_SUBJECTS,
     RESET_SQL,
     UNKNOWN,
-    VIEWS,
-    analyst_figures,
     make_hook,
 )
 from projections.roles import (
@@ -43,6 +40,11 @@ from projections.roles import (
     ensure_login,
 )
 from projections.writer import Incoming, apply_batch
+from tests.analytics_oracle import (
+    MIN_SUBJECTS,
+    VIEWS,
+    analyst_figures,
+)
 
 pytestmark = pytest.mark.integration
 

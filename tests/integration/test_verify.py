@@ -32,16 +32,18 @@ from projections.integrity_store import (
     achain_batch,
     alatest_checkpoints,
     aload_or_create_signing_key,
+    load_public_key,
+    read_checkpoints,
+)
+from registre.services.verify import verify
+from tests.integration.integrity_twins import (
     aload_public_key,
     aread_checkpoints,
     chain_batch,
     latest_checkpoints,
     load_or_create_signing_key,
-    load_public_key,
-    read_checkpoints,
     write_checkpoints,
 )
-from registre.services.verify import verify
 
 pytestmark = pytest.mark.integration
 

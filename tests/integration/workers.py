@@ -1,4 +1,4 @@
-"""Helpers of the processor tests: real `python -m processors` workers against a real broker
+"""Helpers of the processor tests: real `python -m registre.worker` workers against a real broker
 and a real PostgreSQL, publishing through the real publisher, waiting on the real lag.
 
 Nothing here is a fake: a worker is the same process `registre run` spawns.
@@ -75,15 +75,16 @@ def client_env(kafka: str, database_url: str, master_key: bytes, home: Path) -> 
 
 
 class Worker:
-    """One `python -m processors` process; its output goes to ``HOME/<worker_id>.log``."""
+    """One `python -m registre.worker` process; its output goes to ``HOME/<worker_id>.log``."""
 
     def __init__(self, kafka: str, database_url: str, master_key: bytes, home: Path,
-                 worker_id: str = "w1", batch_size: int | None = None) -> None:
+                 worker_id: str = "w1", batch_size: int | None = None,
+                 extra_env: Mapping[str, str] | None = None) -> None:
         self.worker_id = worker_id
         home.mkdir(parents=True, exist_ok=True)
         self.logfile = home / f"{worker_id}.log"
         env = client_env(kafka, database_url, master_key, home)
-        env.update(REGISTRE_WORKER_ID=worker_id, REGISTRE_EMBEDDED="1")
+        env.update(REGISTRE_WORKER_ID=worker_id, REGISTRE_EMBEDDED="1", **(extra_env or {}))
         if batch_size:
             env["REGISTRE_BATCH_SIZE"] = str(batch_size)
         with open(self.logfile, "ab") as log:

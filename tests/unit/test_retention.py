@@ -32,6 +32,7 @@ from processors.rules.timeutil import (
     parse_period,
     period_of,
 )
+from tests.unit.facts import facts_from_events
 
 S = "acc-000042"
 P = Policy()
@@ -98,7 +99,7 @@ def test_naive_instants_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         decide(facts(), ident(), P, datetime(2026, 1, 1))  # noqa: DTZ001
     with pytest.raises(ValueError, match="timezone-aware"):
-        SubjectFacts.from_events(S, [("AccountDeleted", datetime(2026, 1, 1), {})])  # noqa: DTZ001
+        facts_from_events(S, [("AccountDeleted", datetime(2026, 1, 1), {})])  # noqa: DTZ001
 
 
 def test_periods() -> None:
@@ -334,7 +335,7 @@ def test_facts_from_events() -> None:
         ("ConnectionRecorded", t(2026, 1, 5), {}),
         ("ConsentGiven", t(2026, 1, 5), {"purposes": ["marketing"]}),
     ]
-    f = SubjectFacts.from_events(S, events)
+    f = facts_from_events(S, events)
     assert f.ended_at == t(2026, 7, 1) and f.end_kind == "deleted"
     assert f.documents == (t(2024, 2, 1), t(2025, 2, 1))
     assert f.holds == (
@@ -342,13 +343,13 @@ def test_facts_from_events() -> None:
         Hold("K1", ALL, t(2026, 10, 1), None),
         Hold("K2", ALL, t(2026, 11, 1), None),
     )
-    assert SubjectFacts.from_events(S, reversed(events)) == f
-    assert SubjectFacts.from_events(S, []) == SubjectFacts(S)
+    assert facts_from_events(S, reversed(events)) == f
+    assert facts_from_events(S, []) == SubjectFacts(S)
 
 
 def test_facts_erasure_first_and_widening_to_all() -> None:
     paris = timezone(timedelta(hours=2))
-    f = SubjectFacts.from_events(S, [
+    f = facts_from_events(S, [
         ("ErasureRequested", datetime(2026, 5, 1, 2, tzinfo=paris), {}),
         ("AccountDeleted", t(2026, 5, 2), {}),
         ("LegalHoldPlaced", t(2026, 1, 1), {"case_ref": "K", "categories": ["identity"]}),
@@ -368,7 +369,7 @@ def test_facts_validation() -> None:
     with pytest.raises(ValueError):
         Hold("X", ALL, t(2026), t(2025))
     with pytest.raises(ValueError):
-        SubjectFacts.from_events(S, [("LegalHoldPlaced", t(2026), {"case_ref": "K",
+        facts_from_events(S, [("LegalHoldPlaced", t(2026), {"case_ref": "K",
                                                                    "categories": ["iban"]})])
     assert Hold("X", None, t(2026)).categories == ALL  # type: ignore[arg-type]
 
