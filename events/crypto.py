@@ -15,7 +15,15 @@ import struct
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_public_key,
+)
 
 SEALED = 0x01
 REDACTED = b"\x00"
@@ -103,3 +111,59 @@ def load_master_key(
     with os.fdopen(fd, "w") as fh:
         fh.write(base64.b64encode(new_data_key()).decode() + "\n")
     return _decode_master(path.read_text(), str(path)), f"{path} (generated)"
+
+
+# --- the ledger's signing key ----------------------------------------------------------------
+# It signs the ledger's own events and the integrity checkpoints. It is NOT wrapped by the
+# master key: whoever holds the master key (to read personal data) cannot sign ledger facts,
+# and an auditor verifies with the public key alone.
+
+
+def _decode_signing(text: str, where: str) -> Ed25519PrivateKey:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+        return Ed25519PrivateKey.from_private_bytes(raw)
+    except ValueError as exc:
+        raise MasterKeyError(f"{where}: not a base64 Ed25519 private key (32 bytes)") from exc
+
+
+def load_signing_key(env: dict[str, str], home: Path, generate: bool) -> Ed25519PrivateKey:
+    """The signing key from REGISTRE_SIGNING_KEY, REGISTRE_SIGNING_KEY_FILE, or
+    HOME/signing.key; with ``generate`` (the embedded default) created 0600 when missing."""
+    if env.get("REGISTRE_SIGNING_KEY"):
+        return _decode_signing(env["REGISTRE_SIGNING_KEY"], "REGISTRE_SIGNING_KEY")
+    path = Path(env.get("REGISTRE_SIGNING_KEY_FILE") or home / "signing.key")
+    if not path.exists():
+        if not generate:
+            raise MasterKeyError(f"no signing key: set REGISTRE_SIGNING_KEY or"
+                                 f" REGISTRE_SIGNING_KEY_FILE ({path} missing)")
+        store_signing_key(path, Ed25519PrivateKey.generate())
+    return _decode_signing(path.read_text(), str(path))
+
+
+def store_signing_key(path: Path, key: Ed25519PrivateKey) -> None:
+    """Write a signing key to ``path``, created 0600 (never over an existing file)."""
+    raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(base64.b64encode(raw).decode() + "\n")
+
+
+def public_key_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """The verification key, as a PEM an auditor keeps (`registre keys public-key`)."""
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def read_public_key(text: str, where: str) -> Ed25519PublicKey:
+    """A verification key given as PEM, or as the base64 of its 32 raw bytes."""
+    try:
+        if "BEGIN PUBLIC KEY" in text:
+            key = load_pem_public_key(text.encode())
+            if not isinstance(key, Ed25519PublicKey):
+                raise ValueError("not Ed25519")
+            return key
+        return Ed25519PublicKey.from_public_bytes(base64.b64decode(text.strip(), validate=True))
+    except ValueError as exc:
+        raise MasterKeyError(f"{where}: not an Ed25519 public key (PEM or base64)") from exc

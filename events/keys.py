@@ -15,8 +15,8 @@ from events.catalogue import MONTHLY_CATEGORIES
 
 
 def key_month(occurred_at: datetime) -> str:
-    """``YYYY-MM``, as ``strftime("%Y-%m")`` writes it (the year is not zero-padded)."""
-    return f"{occurred_at.year}-{occurred_at.month:02d}"
+    """``YYYY-MM``, always four digits for the year (what the retention rules parse)."""
+    return f"{occurred_at.year:04d}-{occurred_at.month:02d}"
 
 
 def key_period(category: str, occurred_at: datetime) -> str:

@@ -161,6 +161,22 @@ class KeyStore:
         fetched = self._fetch(sorted(set(refs)))
         return {(ref, v): key for ref, versions in fetched.items() for v, key in versions.items()}
 
+    def ended_subjects(self, subject_ids: Iterable[str]) -> set[str]:
+        """Those of the subjects whose account ended (deleted or erased): no new key, no new
+        account under that id."""
+        rows = self._conn.execute(
+            "SELECT subject_id FROM keystore.erased_subjects WHERE subject_id = ANY(%s)",
+            (sorted(set(subject_ids)),)).fetchall()
+        return {row[0] for row in rows}
+
+    def applied_events(self, event_ids: Iterable[str]) -> set[str]:
+        """Those of the event ids the processors applied (a publisher tells a retry of an
+        original event from a new one with it)."""
+        rows = self._conn.execute(
+            "SELECT event_id::text FROM projections.applied_events"
+            " WHERE event_id = ANY(%s::uuid[])", (sorted(set(event_ids)),)).fetchall()
+        return {row[0] for row in rows}
+
     def is_erased(self, subject_id: str) -> bool:
         row = self._conn.execute(
             "SELECT 1 FROM keystore.erased_subjects WHERE subject_id = %s", (subject_id,)

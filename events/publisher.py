@@ -7,8 +7,9 @@ A rejected event publishes nothing and says which field and why.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -17,7 +18,6 @@ from kafka.errors import KafkaError
 
 from events.catalogue import Catalogue, EventType, load_catalogue, per_type, topic_name
 from events.codec import MAX_MESSAGE, encode, key_refs
-from events.keys import KeyRef
 from events.keystore import KeyStore
 from events.model import Event
 from events.sealing import KeyRing
@@ -37,6 +37,16 @@ class PublishError(Exception):
 class PublishReport:
     published: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (index, "field: reason")
+    redacted: list[int] = field(default_factory=list)  # indexes stored with personal fields
+    # redacted: their subject was erased, no key may be created for it (domain.md)
+
+
+ENDED = ("the account of this subject ended (deleted or erased): a new account needs a new"
+         " subject_id")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @per_type
@@ -61,8 +71,10 @@ class Publisher:
         allow_registre: bool = False,
         producer: KafkaProducer | None = None,
         owns_keystore: bool = False,
+        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._owns_keystore = owns_keystore
+        self._clock = clock
         self.catalogue = catalogue or load_catalogue()
         self.keystore = keystore
         self.topic = topic or topic_name("ledger")
@@ -91,34 +103,67 @@ class Publisher:
         if self._owns_keystore:
             self.keystore.close()
 
-    def _validate(self, item: Event | Mapping[str, Any]) -> Event:
-        if isinstance(item, Event):
-            return parse_event(item.to_json(), self.catalogue, self.allow_registre)
-        return parse_event(item, self.catalogue, self.allow_registre)
+    def _validate(self, item: Event | Mapping[str, Any], now: datetime) -> Event:
+        obj = item.to_json() if isinstance(item, Event) else item
+        return parse_event(obj, self.catalogue, self.allow_registre, now=now)
 
     def publish(self, event: Event | Mapping[str, Any]) -> Event:
         """Publish one event and wait for the broker's acknowledgement.
 
         Raises InvalidEvent (naming the field) for an event that must not be published.
         """
-        valid = self._validate(event)
-        self._send([valid])
-        return valid
+        errors, valid = self._checked([event])
+        if errors:
+            raise errors[0][1]
+        self._send([e for _, e in valid])
+        return valid[0][1]
 
     def publish_many(self, items: Iterable[Event | Mapping[str, Any]]) -> PublishReport:
-        """Validate all, publish the valid ones, wait for every acknowledgement."""
-        report = PublishReport()
-        valid: list[Event] = []
+        """Validate all, publish the valid ones, wait for every acknowledgement.
+
+        Refused: an invalid event (naming its field), and an AccountCreated for a subject whose
+        account ended. Reported as ``redacted``: the events about an erased subject, stored with
+        their personal fields redacted.
+        """
+        errors, valid = self._checked(items)
+        report = PublishReport(rejected=[(i, str(exc)) for i, exc in errors])
+        if valid:
+            redacted = self._send([e for _, e in valid])
+            report.published = len(valid)
+            report.redacted = [index for (index, _), r in zip(valid, redacted, strict=True) if r]
+        log.info("published", events=report.published, rejected=len(report.rejected),
+                 redacted=len(report.redacted))
+        return report
+
+    def _checked(self, items: Iterable[Event | Mapping[str, Any]]
+                 ) -> tuple[list[tuple[int, InvalidEvent]], list[tuple[int, Event]]]:
+        """(refusals by index, valid events by index), judged at the publisher's clock."""
+        errors: list[tuple[int, InvalidEvent]] = []
+        valid: list[tuple[int, Event]] = []
+        now = self._clock()
         for index, item in enumerate(items):
             try:
-                valid.append(self._validate(item))
+                valid.append((index, self._validate(item, now)))
             except InvalidEvent as exc:
-                report.rejected.append((index, str(exc)))
-        if valid:
-            self._send(valid)
-            report.published = len(valid)
-        log.info("published", events=report.published, rejected=len(report.rejected))
-        return report
+                errors.append((index, exc))
+        reopened = self._reopened(valid)
+        if reopened:
+            errors = sorted([*errors, *((i, InvalidEvent("subject_id", ENDED)) for i in reopened)],
+                            key=lambda pair: pair[0])
+            valid = [(i, e) for i, e in valid if i not in reopened]
+        return errors, valid
+
+    def _reopened(self, valid: list[tuple[int, Event]]) -> set[int]:
+        """The AccountCreated for a subject whose account ended, other than the original one
+        published again (a retry: the processors apply an event id once)."""
+        opening = {e.subject_id for _, e in valid if e.type == "AccountCreated"}
+        ended = self.keystore.ended_subjects(opening) if opening else set()
+        candidates = [(i, e) for i, e in valid
+                      if e.type == "AccountCreated" and e.subject_id in ended]
+        if not candidates:
+            return set()
+        originals = self.keystore.applied_events(e.event_id for _, e in candidates)
+        return {i for i, e in candidates if e.event_id not in originals}
 
     def send_encoded(self, rows: Iterable[tuple[Any, str, bytes, bytes, list[tuple[str, bytes]]]]
                      ) -> None:
@@ -133,12 +178,15 @@ class Publisher:
         except KafkaError as exc:
             raise PublishError(f"broker did not acknowledge: {type(exc).__name__}") from None
 
-    def _send(self, valid: list[Event]) -> None:
-        """Encrypt and encode every event, then produce them all and wait for the acks."""
-        refs: set[KeyRef] = set()
-        for event in valid:
-            refs |= key_refs(event, self.catalogue)
-        keys = KeyRing(self.keystore.keys_for_writing(refs))  # each key prepared once
+    def _send(self, valid: list[Event]) -> list[bool]:
+        """Encrypt and encode every event, then produce them all and wait for the acks.
+
+        Returns, per event, whether a personal field was written redacted (no key: erased).
+        """
+        needed = [key_refs(event, self.catalogue) for event in valid]
+        found = self.keystore.keys_for_writing(set().union(*needed))
+        redacted = [not refs <= found.keys() for refs in needed]
+        keys = KeyRing(found)  # each key prepared once
         encoded = [encode(event, keys, self.catalogue) for event in valid]  # all, before sending
         types = self.catalogue.types
         futures = []
@@ -153,3 +201,4 @@ class Publisher:
                 fut.get(timeout=30)
         except KafkaError as exc:
             raise PublishError(f"broker did not acknowledge: {type(exc).__name__}") from None
+        return redacted

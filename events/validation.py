@@ -14,7 +14,7 @@ import ipaddress
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
@@ -23,9 +23,11 @@ import pycountry
 from email_validator import EmailNotValidError, validate_email
 
 from events.catalogue import Catalogue, EventType, load_catalogue, per_type
-from events.model import Event
+from events.model import Event, format_instant
 
 MAX_STRING = 1000
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)  # no registre event happened before
+CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the publisher's clock an event may be
 _SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$")
@@ -388,10 +390,27 @@ def _build_event_checker(etype: EventType) -> Callable[[Mapping[str, Any], str],
 _event_checker = per_type(_build_event_checker)
 
 
+def check_occurred_at(event: Event, now: datetime | None) -> Event:
+    """Refuse an instant before 1990 or, given the publisher's clock, more than five minutes
+    after it: a service's clock is not trusted beyond that (domain.md, "Time and trust")."""
+    latest = None if now is None else now + CLOCK_SKEW
+    if event.occurred_at < EARLIEST or (latest is not None and event.occurred_at > latest):
+        bound = ("5 minutes after the publisher's clock"
+                 f" ({format_instant(latest)})" if latest is not None else "now")
+        raise InvalidEvent("occurred_at", f"must lie between {format_instant(EARLIEST)} and"
+                                          f" {bound}")
+    return event
+
+
 def parse_event(
-    obj: Any, catalogue: Catalogue | None = None, allow_registre: bool = False
+    obj: Any, catalogue: Catalogue | None = None, allow_registre: bool = False,
+    now: datetime | None = None,
 ) -> Event:
-    """Validate one event in canonical JSON form and return it as an Event."""
+    """Validate one event in canonical JSON form and return it as an Event.
+
+    ``now`` is the publisher's clock: an event dated more than five minutes after it is
+    refused. Without it only the lower bound (1990) is checked.
+    """
     catalogue = catalogue or load_catalogue()
     if not _is_mapping(obj):
         raise InvalidEvent("event", "expected a JSON object")
@@ -407,4 +426,4 @@ def parse_event(
     etype = catalogue.types[kind]
     if etype.origin == "registre" and not allow_registre:
         raise InvalidEvent("type", f"{kind} is appended by registre itself, not published")
-    return _event_checker(etype)(obj, kind)
+    return check_occurred_at(_event_checker(etype)(obj, kind), now)

@@ -13,7 +13,7 @@ from typing import Protocol
 import faust
 
 from events.log import LogRecord
-from processors.app import WorkerConfig, create_app, deadletter_topic, ledger_topic
+from processors.app import WorkerConfig, create_app, ledger_topic, raw_topic
 
 OutboxRow = tuple[int, str, bytes, bytes, list[tuple[str, bytes]]]  # id, topic, key, value, hdrs
 Send = Callable[[list[OutboxRow]], Awaitable[None]]
@@ -26,6 +26,7 @@ class Ledger(Protocol):
     async def apply(self, records: Sequence[LogRecord]) -> object: ...
     async def publish_pending(self, send: Send) -> None: ...
     async def sweep(self) -> None: ...
+    async def retry_problems(self) -> None: ...
     async def heartbeat(self) -> None: ...
 
 
@@ -43,7 +44,9 @@ def build_app(config: WorkerConfig, ledger: Ledger) -> faust.App:
     """The worker's Faust app: one agent over the ledger topic and the ledger's timers."""
     app = create_app(config)
     topic = ledger_topic(app)
-    topics = {t.get_topic_name(): t for t in (topic, deadletter_topic(app))}
+    # what the outbox publishes: the ledger's own facts, dead letters, checkpoints
+    topics = {t.get_topic_name(): t
+              for t in (topic, raw_topic(app, "deadletter"), raw_topic(app, "checkpoints"))}
 
     async def send(rows: list[OutboxRow]) -> None:
         pending = [await topics[name].send(key=key or None, value=value, headers=headers)
@@ -64,6 +67,11 @@ def build_app(config: WorkerConfig, ledger: Ledger) -> faust.App:
     @app.timer(interval=config.sweep_seconds)
     async def sweep_retention() -> None:
         await ledger.sweep()
+        await ledger.publish_pending(send)
+
+    @app.timer(interval=config.retry_seconds)
+    async def retry_problems() -> None:
+        await ledger.retry_problems()
         await ledger.publish_pending(send)
 
     @app.task

@@ -27,6 +27,7 @@ class WorkerConfig:
     batch_size: int = 2000
     batch_within: float = 0.05
     sweep_seconds: float = 3600.0
+    retry_seconds: float = 30.0  # how soon a subject's failed erasure or sweep is tried again
 
 
 def create_app(config: WorkerConfig) -> faust.App:
@@ -54,11 +55,11 @@ def create_app(config: WorkerConfig) -> faust.App:
     )
 
 
+def raw_topic(app: faust.App, role: str) -> faust.TopicT:
+    """The topic of that role in `schemas/topics.json`, keys and values as raw bytes."""
+    return app.topic(topic_name(role), key_type=bytes, value_type=bytes,
+                     key_serializer="raw", value_serializer="raw")
+
+
 def ledger_topic(app: faust.App) -> faust.TopicT:
-    return app.topic(topic_name("ledger"), key_type=bytes, value_type=bytes,
-                     key_serializer="raw", value_serializer="raw")
-
-
-def deadletter_topic(app: faust.App) -> faust.TopicT:
-    return app.topic(topic_name("deadletter"), key_type=bytes, value_type=bytes,
-                     key_serializer="raw", value_serializer="raw")
+    return raw_topic(app, "ledger")

@@ -15,6 +15,8 @@ from kafka import KafkaProducer
 
 from events.catalogue import topic_name
 from events.log import LogReader
+from processors.rules.integrity import encode_checkpoint
+from projections.integrity_store import read_checkpoints
 from projections.positions import applied_positions
 
 log = structlog.get_logger("registre.archive")
@@ -36,7 +38,8 @@ def archived_ends(conn: psycopg.Connection, topic: str) -> dict[int, int]:
 def restore_if_needed(bootstrap: str, database_url: str, can_restore: bool) -> int:
     """Republish the archive into an empty log; refuse a log shorter than the projections.
 
-    Returns the number of records republished (0 when nothing was needed).
+    Returns the number of records republished (0 when nothing was needed). An empty
+    checkpoint topic gets the stored checkpoints back too.
     """
     topic = topic_name("ledger")
     with LogReader(bootstrap) as reader:
@@ -45,6 +48,8 @@ def restore_if_needed(bootstrap: str, database_url: str, can_restore: bool) -> i
         applied = applied_positions(conn)
         archived = archived_ends(conn, topic)
         empty = all(e == 0 for e in ends.values())
+        if can_restore:
+            _restore_checkpoints(bootstrap, conn)
         if can_restore and empty and archived:
             return _republish(bootstrap, conn, topic, archived)
     short = {p: (ends.get(p, 0), n) for p, n in applied.items() if ends.get(p, 0) < n}
@@ -54,6 +59,30 @@ def restore_if_needed(bootstrap: str, database_url: str, can_restore: bool) -> i
         raise LogShorter(f"the broker's log is shorter than the projections ({where}); "
                          "refusing to reprocess or skip: restore the log or run `registre rebuild`")
     return 0
+
+
+def _restore_checkpoints(bootstrap: str, conn: psycopg.Connection) -> int:
+    """The embedded broker forgets its topics when it stops: give an empty checkpoint topic the
+    checkpoints of PostgreSQL again (on Apache Kafka the topic is durable and never empty)."""
+    with LogReader(bootstrap, topic_name("checkpoints")) as reader:
+        if any(reader.end_offsets().values()):
+            return 0
+    stored = read_checkpoints(conn, topic_name("ledger"))
+    if not stored:
+        return 0
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                             client_id="registre-restore")
+    try:
+        futures = [producer.send(topic_name("checkpoints"),
+                                 key=f"{cp.topic}/{cp.partition}".encode(),
+                                 value=encode_checkpoint(cp)) for cp in stored]
+        producer.flush()
+        for fut in futures:
+            fut.get(timeout=30)
+    finally:
+        producer.close()
+    log.info("checkpoints republished", checkpoints=len(stored))
+    return len(stored)
 
 
 def _republish(bootstrap: str, conn: psycopg.Connection, topic: str,

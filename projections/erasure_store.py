@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg.types.json import Jsonb
 
 from events.keys import KeyRef
@@ -35,16 +37,19 @@ from processors.rules.erasure import (
 )
 from processors.rules.policy import Policy
 from processors.rules.timeutil import add_months, period_of
-from projections import outbox
+from projections import outbox, problems
 from projections.writer import Hook, Outcome
 
 Clock = Callable[[], datetime]
+log = structlog.get_logger("registre.erasure")
 RECORD_RESET_SQL = ("DELETE FROM projections.erasures",)
 
 
 async def carry_out(cur: psycopg.AsyncCursor, doc: dict[str, Any], policy: Policy,
-                    now: datetime, trigger: Event | None = None) -> list[Event]:
-    """Destroy what is due for one subject now; queue the log records. Returns them."""
+                    now: datetime, signer: Ed25519PrivateKey,
+                    trigger: Event | None = None) -> list[Event]:
+    """Destroy what is due for one subject now; queue the log records, signed with
+    ``signer`` (the ledger's key). Returns them."""
     subject = doc["subject_id"]
     keys = await lock_subject_keys(cur, subject)
     p = plan(doc, keys, policy, now)
@@ -59,11 +64,33 @@ async def carry_out(cur: psycopg.AsyncCursor, doc: dict[str, Any], policy: Polic
     if trigger is not None and trigger.type in END_TRIGGERS:
         events.append(erasure_certificate(p, now, trigger.event_id))
     events += consent_expiries(doc, now, policy)
-    await outbox.add(cur, events)
+    await outbox.add(cur, events, signer)
     return events
 
 
-def enforce_hook(policy: Policy, clock: Clock) -> Hook:
+async def carry_out_or_record(cur: psycopg.AsyncCursor, doc: dict[str, Any], policy: Policy,
+                              now: datetime, signer: Ed25519PrivateKey, job: str,
+                              trigger: Event | None = None) -> list[Event]:
+    """`carry_out` in a savepoint: a failure is rolled back and recorded as the subject's
+    problem (retried later, shown to operators) instead of failing anyone else's work."""
+    subject = doc["subject_id"]
+    try:
+        async with cur.connection.transaction():
+            events = await carry_out(cur, doc, policy, now, signer, trigger)
+    except psycopg.OperationalError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure is this subject's problem
+        owed = (trigger.event_id, trigger.type) if trigger and trigger.type in END_TRIGGERS \
+            else None
+        await problems.record(cur, subject, job, exc, now, owed)
+        log.warning("subject not processed, recorded as a problem", subject_id=subject,
+                    job=job, reason=problems.reason_of(exc))
+        return []
+    await problems.resolved(cur, subject)
+    return events
+
+
+def enforce_hook(policy: Policy, clock: Clock, signer: Ed25519PrivateKey) -> Hook:
     """Erasure at once: the batch that applies a deletion also destroys the keys."""
 
     async def enforce_erasure(cur: psycopg.AsyncCursor, out: Outcome) -> None:
@@ -74,8 +101,10 @@ def enforce_hook(policy: Policy, clock: Clock) -> Hook:
             done.add(record.subject_id)
             trigger = Event(record.event_id, record.type, record.subject_id,
                             record.occurred_at, record.source, record.data)
-            await carry_out(cur, out.views[record.subject_id], policy,
-                            max(clock(), record.occurred_at), trigger)
+            # the processors' clock, never the event's time: a deletion or a release dated
+            # in the future acts as of now and makes nothing fall due early
+            await carry_out_or_record(cur, out.views[record.subject_id], policy, clock(),
+                                      signer, "erasure", trigger)
 
     return enforce_erasure
 
@@ -108,7 +137,8 @@ ORDER BY v.subject_id
 """
 
 
-async def sweep(conn: psycopg.AsyncConnection, policy: Policy, now: datetime) -> list[Event]:
+async def sweep(conn: psycopg.AsyncConnection, policy: Policy, now: datetime,
+                signer: Ed25519PrivateKey) -> list[Event]:
     """Destroy everything due at ``now`` and expire consents; one transaction per subject.
 
     Idempotent: what was destroyed is gone, what expired is marked, and the recorded events
@@ -126,5 +156,27 @@ async def sweep(conn: psycopg.AsyncConnection, policy: Policy, now: datetime) ->
     events: list[Event] = []
     for _, doc in candidates:
         async with conn.transaction(), conn.cursor() as cur:
-            events += await carry_out(cur, doc, policy, now)
+            events += await carry_out_or_record(cur, doc, policy, now, signer, "sweep")
+    return events
+
+
+async def retry_problems(conn: psycopg.AsyncConnection, policy: Policy, now: datetime,
+                         signer: Ed25519PrivateKey) -> list[Event]:
+    """Try again every subject with an open problem; a success clears it (and an erasure
+    certificate still owed is issued then)."""
+    async with conn.cursor() as cur:
+        owed = await problems.pending(cur)
+        if not owed:
+            return []
+        await cur.execute("SELECT subject_id, doc FROM projections.customer_view"
+                          " WHERE subject_id = ANY(%s) ORDER BY subject_id", (sorted(owed),))
+        docs = await cur.fetchall()
+    events: list[Event] = []
+    for subject, doc in docs:
+        trigger = owed[subject]
+        event = (Event(trigger[0], trigger[1], subject, now, "registre", {})
+                 if trigger else None)
+        async with conn.transaction(), conn.cursor() as cur:
+            events += await carry_out_or_record(cur, doc, policy, now, signer,
+                                                "erasure" if trigger else "sweep", event)
     return events

@@ -5,25 +5,24 @@ processors write their checkpoints in the same transaction as the batch they app
 exists for a sync ``psycopg.Connection`` (or ``Cursor``) and, prefixed with ``a``, for an
 ``AsyncConnection`` (or ``AsyncCursor``, as the batch hooks receive).
 
-The signing key is an Ed25519 key generated once. Its private half is stored only encrypted
-with AES-256-GCM under the master key, the public key bound as associated data, so a public
-key swapped in the table no longer unwraps. Schema: ``projections/migrations/005_integrity.sql``.
+The signing key lives outside PostgreSQL, not wrapped by the master key (`events.crypto.
+load_signing_key`); an older registre kept it here wrapped, and `legacy_signing_key` reads it
+once so that it can be moved out. Schema: ``projections/migrations/005_integrity.sql``.
 """
 
 from __future__ import annotations
 
-import os
+import bisect
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
 
 import psycopg
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
-    NoEncryption,
-    PrivateFormat,
     PublicFormat,
 )
 
@@ -37,6 +36,15 @@ _SELECT = f'SELECT {_COLUMNS} FROM integrity.checkpoints WHERE topic = %s ORDER 
 _LATEST = (f'SELECT DISTINCT ON ("partition") {_COLUMNS} FROM integrity.checkpoints'
            ' WHERE topic = %s AND (%s::int[] IS NULL OR "partition" = ANY(%s::int[]))'
            ' ORDER BY "partition", "offset" DESC')
+# the checkpoints covering offsets lo..hi of a partition: from lo to the first at or after hi
+_COVERING = """
+WITH last AS (SELECT min("offset") AS o FROM integrity.checkpoints
+              WHERE topic = %(t)s AND "partition" = %(p)s AND "offset" >= %(hi)s)
+SELECT c."offset", c.signed_at FROM integrity.checkpoints c, last
+WHERE c.topic = %(t)s AND c."partition" = %(p)s AND c."offset" >= %(lo)s
+  AND (last.o IS NULL OR c."offset" <= last.o)
+ORDER BY c."offset"
+"""
 _KEY_SELECT = "SELECT public_key, wrapped_private FROM integrity.signing_key WHERE id = 1"
 _KEY_INSERT = ("INSERT INTO integrity.signing_key (id, algorithm, public_key, wrapped_private)"
                " VALUES (1, 'ed25519', %s, %s) ON CONFLICT (id) DO NOTHING")
@@ -109,7 +117,7 @@ async def alatest_checkpoints(
 
 def _chain(
     items: Sequence[ChainRecord], heads: dict[tuple[str, int], Checkpoint],
-    private_key: Ed25519PrivateKey,
+    private_key: Ed25519PrivateKey, signed_at: datetime | None = None,
 ) -> list[Checkpoint]:
     chains: dict[tuple[str, int], Chain] = {}
     for item in items:
@@ -120,7 +128,7 @@ def _chain(
         chain.add(item)
     out = []
     for key in sorted(chains):
-        cp = chains[key].checkpoint(private_key)
+        cp = chains[key].checkpoint(private_key, signed_at)
         if cp is not None:
             out.append(cp)
     return out
@@ -134,16 +142,40 @@ def _partitions(items: Sequence[ChainRecord]) -> dict[str, set[int]]:
 
 
 async def achain_batch(
-    conn: Async, items: Sequence[ChainRecord], private_key: Ed25519PrivateKey
+    conn: Async, items: Sequence[ChainRecord], private_key: Ed25519PrivateKey,
+    signed_at: datetime | None = None,
 ) -> list[Checkpoint]:
     """``chain_batch`` on an AsyncConnection or AsyncCursor."""
     heads: dict[tuple[str, int], Checkpoint] = {}
     for topic, parts in _partitions(items).items():
         for p, cp in (await alatest_checkpoints(conn, topic, parts)).items():
             heads[(topic, p)] = cp
-    cps = _chain(items, heads, private_key)
+    cps = _chain(items, heads, private_key, signed_at)
     await awrite_checkpoints(conn, cps)
     return cps
+
+
+async def arrivals(conn: Async, records: Sequence[ChainRecord]) -> dict[tuple[int, int], datetime]:
+    """When the ledger first applied each record: the signing instant of the checkpoint that
+    covers it (the processors sign each batch's checkpoint at the batch's own clock).
+
+    Records no checkpoint covers yet are left out. One query per partition of the batch.
+    """
+    out: dict[tuple[int, int], datetime] = {}
+    by_partition: dict[tuple[str, int], list[int]] = {}
+    for r in records:
+        by_partition.setdefault((r.topic, r.partition), []).append(r.offset)
+    async with _acursor(conn) as cur:
+        for (topic, partition), offsets in by_partition.items():
+            await cur.execute(_COVERING, {"t": topic, "p": partition, "lo": min(offsets),
+                                          "hi": max(offsets)})
+            covering = await cur.fetchall()
+            ends = [o for o, _ in covering]
+            for offset in offsets:
+                i = bisect.bisect_left(ends, offset)
+                if i < len(ends):
+                    out[(partition, offset)] = covering[i][1]
+    return out
 
 
 # --- the signing key -----------------------------------------------------------------------
@@ -153,13 +185,6 @@ def _aead(master_key: bytes) -> AESGCM:
     if len(master_key) != 32:
         raise MasterKeyError("the master key must be 32 bytes (AES-256)")
     return AESGCM(master_key)
-
-
-def _wrap(master_key: bytes, private_key: Ed25519PrivateKey) -> tuple[bytes, bytes]:
-    public = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    raw = private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    nonce = os.urandom(12)
-    return public, nonce + _aead(master_key).encrypt(nonce, raw, _KEY_AAD + public)
 
 
 def _unwrap(master_key: bytes, public: bytes, wrapped: bytes) -> Ed25519PrivateKey:
@@ -177,33 +202,12 @@ def _unwrap(master_key: bytes, public: bytes, wrapped: bytes) -> Ed25519PrivateK
     return key
 
 
-def _new_key(master_key: bytes) -> tuple[bytes, bytes]:
-    return _wrap(master_key, Ed25519PrivateKey.generate())
-
-
-async def aload_or_create_signing_key(conn: Async, master_key: bytes) -> Ed25519PrivateKey:
-    async with _acursor(conn) as cur:
-        row = await (await cur.execute(_KEY_SELECT)).fetchone()
-        if row is None:
-            public, wrapped = _new_key(master_key)
-            await cur.execute(_KEY_INSERT, (public, wrapped))
-            row = await (await cur.execute(_KEY_SELECT)).fetchone()
-    return _unwrap(master_key, bytes(row[0]), bytes(row[1]))
-
-
-def load_public_key(conn: Sync, master_key: bytes | None) -> Ed25519PublicKey | None:
-    """The verification key; None when no key was ever created.
-
-    With ``master_key`` it is trusted: derived from the private key, which must unwrap
-    (``SigningKeyError`` otherwise). Without, it is the stored clear copy, to be compared
-    with a pinned value by an auditor who has no master key.
-    """
+def legacy_signing_key(conn: Sync, master_key: bytes) -> Ed25519PrivateKey | None:
+    """The signing key an older registre kept in PostgreSQL wrapped by the master key, if
+    any: `registre run` moves it to its own file once, before migration 009 drops the table,
+    so that the checkpoints it signed still verify."""
     with _cursor(conn) as cur:
+        if cur.execute("SELECT to_regclass('integrity.signing_key')").fetchone()[0] is None:
+            return None
         row = cur.execute(_KEY_SELECT).fetchone()
-    if row is None:
-        return None
-    if master_key is None:
-        return Ed25519PublicKey.from_public_bytes(bytes(row[0]))
-    return _unwrap(master_key, bytes(row[0]), bytes(row[1])).public_key()
-
-
+    return None if row is None else _unwrap(master_key, bytes(row[0]), bytes(row[1]))

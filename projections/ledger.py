@@ -29,8 +29,8 @@ from processors.rules.fold import Fold
 from processors.rules.integrity import chain_form
 from processors.rules.policy import Policy
 from projections import outbox
-from projections.erasure_store import sweep
-from projections.integrity_store import achain_batch, aload_or_create_signing_key
+from projections.erasure_store import retry_problems, sweep
+from projections.integrity_store import achain_batch
 from projections.writer import Hook, Outcome, apply_batch
 
 log = structlog.get_logger("registre.processors")
@@ -40,7 +40,7 @@ MAX_RETRY_DELAY = 10.0
 
 
 def _refusing(reason: str) -> Fold:
-    def refuse(view: Any, record: Any) -> Any:
+    def refuse(view: Any, record: Any, arrived_at: Any = None) -> Any:
         raise ValueError(reason)
 
     return refuse
@@ -50,18 +50,18 @@ class LedgerProjections:
     """One worker's connection to the projections: one connection per concurrent job."""
 
     def __init__(self, database_url: str, worker_id: str, fold: Fold, hooks: Sequence[Hook],
-                 policy: Policy, clock: Clock, master_key: bytes,
+                 policy: Policy, clock: Clock, signing_key: Ed25519PrivateKey,
                  catalogue: Catalogue | None = None) -> None:
         self.database_url = database_url
         self.worker_id = worker_id
         self.fold = fold
-        self.hooks = [*hooks, self._chain_records]
+        self.hooks = list(hooks)
         self.policy = policy
         self.clock = clock
-        self._master_key = master_key
         self.catalogue = catalogue or load_catalogue()
         self._conns: dict[str, psycopg.AsyncConnection] = {}
-        self._signing: Ed25519PrivateKey | None = None
+        self._signing = signing_key
+        self._ledger_key = signing_key.public_key()  # ledger facts must carry its signature
         self._outbox_lock = asyncio.Lock()
 
     async def connection(self, role: str = "batch") -> psycopg.AsyncConnection:
@@ -104,15 +104,9 @@ class LedgerProjections:
     # --- start and heartbeat -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load (or create) the signing key and register the worker, waiting for the database."""
-        await self._ready()
+        """Register the worker, waiting for the database."""
         await self._retrying("heartbeat", lambda conn: self._beat(conn, starting=True))
         log.info("processor started", worker_id=self.worker_id)
-
-    async def _ready(self) -> None:
-        if self._signing is None:
-            self._signing = await self._retrying(
-                "heartbeat", lambda conn: aload_or_create_signing_key(conn, self._master_key))
 
     async def heartbeat(self) -> None:
         await self._once("heartbeat", self._beat)
@@ -131,13 +125,14 @@ class LedgerProjections:
 
     async def apply(self, items: Sequence[LogRecord]) -> Outcome:
         """Apply a batch; retries while the database is down; never raises for bad events."""
-        await self._ready()
         return await self._retrying("batch", lambda conn: self._apply(conn, items))
 
     async def _apply(self, conn: psycopg.AsyncConnection, items: Sequence[LogRecord]) -> Outcome:
+        now = self.clock()  # the instant this batch arrives, for every record in it
         try:
-            out = await apply_batch(conn, items, self.fold, hooks=self.hooks,
-                                    catalogue=self.catalogue)
+            out = await apply_batch(conn, items, self.fold, hooks=self._hooks(now),
+                                    catalogue=self.catalogue, arrival=lambda _: now,
+                                    ledger_key=self._ledger_key)
         except psycopg.OperationalError:
             raise
         except Exception as exc:  # noqa: BLE001 - isolate the event that broke the batch
@@ -154,13 +149,19 @@ class LedgerProjections:
         reason = f"could not be applied ({type(exc).__name__})"
         log.warning("event dead-lettered", partition=item.partition, offset=item.offset,
                     reason=reason)
-        return await apply_batch(conn, [item], _refusing(reason), hooks=self.hooks,
-                                 catalogue=self.catalogue)
+        return await apply_batch(conn, [item], _refusing(reason),
+                                 hooks=self._hooks(self.clock()), catalogue=self.catalogue,
+                                 ledger_key=self._ledger_key)
 
-    async def _chain_records(self, cur: psycopg.AsyncCursor, out: Outcome) -> None:
-        """Tamper evidence: chain every new record and sign a checkpoint, in the batch."""
-        assert self._signing is not None, "apply() loads the signing key first"
-        await achain_batch(cur, [chain_form(i) for i in out.items], self._signing)
+    def _hooks(self, now: datetime) -> list[Hook]:
+        """The projections' hooks, then the chain: every new record chained and a checkpoint
+        signed at ``now``, the batch's arrival (a rebuild dates the records by it)."""
+        async def chain_records(cur: psycopg.AsyncCursor, out: Outcome) -> None:
+            checkpoints = await achain_batch(cur, [chain_form(i) for i in out.items],
+                                             self._signing, now)
+            await outbox.add_checkpoints(cur, checkpoints)  # a copy outside PostgreSQL
+
+        return [*self.hooks, chain_records]
 
     # --- the timers' jobs ----------------------------------------------------------------------
 
@@ -176,9 +177,18 @@ class LedgerProjections:
     async def sweep(self) -> None:
         """Destroy what has fallen due and expire consents, as of the processors' clock."""
         async def run(conn: psycopg.AsyncConnection) -> None:
-            events = await sweep(conn, self.policy, self.clock())
+            events = await sweep(conn, self.policy, self.clock(), self._signing)
             if events:
                 log.info("retention sweep", events=len(events))
+
+        await self._once("sweep", run)
+
+    async def retry_problems(self) -> None:
+        """Try again the subjects whose erasure or sweep failed (recorded as problems)."""
+        async def run(conn: psycopg.AsyncConnection) -> None:
+            events = await retry_problems(conn, self.policy, self.clock(), self._signing)
+            if events:
+                log.info("problems retried", events=len(events))
 
         await self._once("sweep", run)
 

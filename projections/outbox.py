@@ -9,12 +9,19 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 
 import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg.types.json import Jsonb
 
 from events.catalogue import load_catalogue, topic_name
 from events.codec import encode
 from events.model import Event
 from events.publisher import headers_for
+from processors.rules.integrity import (
+    SIGNATURE_HEADER,
+    Checkpoint,
+    encode_checkpoint,
+    sign_ledger_event,
+)
 
 INSERT_SQL = (
     "INSERT INTO projections.outbox (event_id, topic, key, value, headers)"
@@ -26,22 +33,40 @@ CLAIM_SQL = (
 )
 Row = tuple[int, str, bytes, bytes, list[tuple[str, bytes]]]
 _DEAD_NS = uuid.UUID("4d7f0a8e-1b9c-4f52-8a53-0c1e2d3f4a5b")
+_CHECKPOINT_NS = uuid.UUID("0b6f3a51-7d0c-4c7e-9a1e-5f2d8c3b9e44")
 
 
-def outbox_rows(events: Iterable[Event]) -> list[tuple]:
-    """Encode registre's events (they hold no personal field, so no key is needed)."""
+def _headers(pairs: Iterable[tuple[str, bytes]]) -> Jsonb:
+    return Jsonb([[k, base64.b64encode(v).decode()] for k, v in pairs])
+
+
+def outbox_rows(events: Iterable[Event], signing_key: Ed25519PrivateKey) -> list[tuple]:
+    """Encode registre's events (they hold no personal field, so no key is needed) and sign
+    each: the processors accept a ledger fact only with the ledger's signature."""
     catalogue = load_catalogue()
     topic = topic_name("ledger")
     rows = []
     for e in events:
-        headers = [[k, base64.b64encode(v).decode()] for k, v in headers_for(e.type, catalogue)]
-        rows.append((e.event_id, topic, e.subject_id.encode(), encode(e, {}, catalogue),
-                     Jsonb(headers)))
+        key, value = e.subject_id.encode(), encode(e, {}, catalogue)
+        signature = sign_ledger_event(signing_key, key, value)
+        headers = [*headers_for(e.type, catalogue), (SIGNATURE_HEADER, signature)]
+        rows.append((e.event_id, topic, key, value, _headers(headers)))
     return rows
 
 
-async def add(cur: psycopg.AsyncCursor, events: Iterable[Event]) -> None:
-    rows = outbox_rows(events)
+async def add(cur: psycopg.AsyncCursor, events: Iterable[Event],
+              signing_key: Ed25519PrivateKey) -> None:
+    rows = outbox_rows(events, signing_key)
+    if rows:
+        await cur.executemany(INSERT_SQL, rows)
+
+
+async def add_checkpoints(cur: psycopg.AsyncCursor, checkpoints: Iterable[Checkpoint]) -> None:
+    """Queue each new checkpoint for the checkpoint topic: a copy outside PostgreSQL."""
+    topic = topic_name("checkpoints")
+    rows = [(uuid.uuid5(_CHECKPOINT_NS, f"{cp.topic}/{cp.partition}/{cp.offset}"), topic,
+             f"{cp.topic}/{cp.partition}".encode(), encode_checkpoint(cp), _headers(()))
+            for cp in checkpoints]
     if rows:
         await cur.executemany(INSERT_SQL, rows)
 
@@ -57,7 +82,7 @@ def dead_letter_row(topic: str, partition: int, offset: int, reason: str,
     ]
     event_id = uuid.uuid5(_DEAD_NS, f"{topic}/{partition}/{offset}")
     return (event_id, topic_name("deadletter"), (subject_id or "").encode(), b"",
-            Jsonb([[k, base64.b64encode(v.encode()).decode()] for k, v in headers]))
+            _headers((k, v.encode()) for k, v in headers))
 
 
 def _decode(raw: tuple) -> Row:

@@ -1,9 +1,9 @@
 """Login roles for the group roles of ``migrations/007_roles.sql``, and their connection URLs.
 
-The migration creates three NOLOGIN groups (``registre_processor``, ``registre_compliance``,
-``registre_analyst``). A person or service connects with a LOGIN role that is a member of
-exactly one of them. ``ensure_analyst_login`` is what the embedded runtime calls: it creates
-(or repairs) ``registre_analyst_login`` and returns the analyst's URL for ``runtime.json``.
+The migrations create four NOLOGIN groups (``registre_processor``, ``registre_publisher``,
+``registre_compliance``, ``registre_analyst``). A person or service connects with a LOGIN role
+that is a member of exactly one of them. ``ensure_login`` is what the embedded runtime calls
+for each: it creates (or repairs) the login and returns its URL.
 
 Roles are cluster-wide; the memberships are too. Every call is idempotent and safe to race.
 """
@@ -17,9 +17,10 @@ from psycopg import errors, sql
 from psycopg.conninfo import make_conninfo
 
 PROCESSOR = "registre_processor"
+PUBLISHER = "registre_publisher"
 COMPLIANCE = "registre_compliance"
 ANALYST = "registre_analyst"
-GROUPS = (PROCESSOR, COMPLIANCE, ANALYST)
+GROUPS = (PROCESSOR, PUBLISHER, COMPLIANCE, ANALYST)
 ANALYST_LOGIN = "registre_analyst_login"
 
 # Attributes a login role of ours must have (pg_roles column -> wanted value, ALTER keyword).

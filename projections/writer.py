@@ -11,18 +11,22 @@ import base64
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from psycopg.types.json import Jsonb
 
 from events.catalogue import Catalogue, load_catalogue
 from events.codec import DecodeError, Record, decode
 from events.log import LogRecord
+from processors.rules.integrity import ledger_event_signed
 from projections import outbox
 
 PROJECTION_LOCK = 7_146_240_002  # serialises batch writers with `registre rebuild`
-Fold = Callable[[dict[str, Any] | None, Record], dict[str, Any]]
+Fold = Callable[[dict[str, Any] | None, Record, datetime | None], dict[str, Any]]
+Arrival = Callable[[LogRecord], datetime | None]  # when the ledger first applied a record
 
 
 Incoming = LogRecord  # one record as read from the log (by a Faust agent or a LogReader)
@@ -58,8 +62,14 @@ async def apply_batch(
     hooks: Sequence[Hook] = (),
     archive: bool = True,
     catalogue: Catalogue | None = None,
+    arrival: Arrival | None = None,
+    ledger_key: Ed25519PublicKey | None = None,
 ) -> Outcome:
     """Decode, fold and persist ``items`` (one topic, any partitions) in one transaction.
+
+    ``arrival`` gives the instant the ledger applies (or first applied) each record: the fold
+    dates the facts retention counts from no later than that. With ``ledger_key``, a ledger fact
+    (an event type of origin ``registre``) without a valid signature of it is a dead letter.
 
     The steps: skip what the stored positions say is applied; decode (what does not decode
     is a dead letter); drop event ids applied before; fold each subject's view; write views,
@@ -76,8 +86,8 @@ async def apply_batch(
         out.already_applied = len(items) - len(out.items)
         if not out.items:
             return out
-        decoded, poison = _decode(out, catalogue or load_catalogue())
-        await _fold(cur, out, decoded, fold)
+        decoded, poison = _decode(out, catalogue or load_catalogue(), ledger_key)
+        await _fold(cur, out, decoded, fold, arrival)
         await _persist(cur, out, decoded, poison, archive)
         for hook in hooks:
             await hook(cur, out)
@@ -85,9 +95,10 @@ async def apply_batch(
     return out
 
 
-def _decode(out: Outcome, catalogue: Catalogue
+def _decode(out: Outcome, catalogue: Catalogue, ledger_key: Ed25519PublicKey | None
             ) -> tuple[list[tuple[Incoming, Record]], set[tuple[int, int]]]:
-    """Decode the fresh items; the undecodable and mis-keyed ones become dead letters."""
+    """Decode the fresh items; the undecodable, the mis-keyed and the ledger facts the ledger
+    did not sign become dead letters."""
     decoded: list[tuple[Incoming, Record]] = []
     poison: set[tuple[int, int]] = set()
     for item in out.items:
@@ -100,12 +111,19 @@ def _decode(out: Outcome, catalogue: Catalogue
         if item.key != record.subject_id.encode():
             out.dead.append((item, "Kafka key does not match subject_id", record.type))
             continue
+        if ledger_key is not None and catalogue.types[record.type].origin == "registre" and \
+                not ledger_event_signed(ledger_key, item.key, item.value, item.headers):
+            out.dead.append((item, f"{record.type} is a ledger fact without the ledger's"
+                                   " signature: only registre appends its own facts",
+                             record.type))
+            continue
         decoded.append((item, record))
     return decoded, poison
 
 
 async def _fold(cur: psycopg.AsyncCursor, out: Outcome,
-                decoded: list[tuple[Incoming, Record]], fold: Fold) -> None:
+                decoded: list[tuple[Incoming, Record]], fold: Fold,
+                arrival: Arrival | None) -> None:
     """Fold every new event into its subject's view (locked for the transaction)."""
     await cur.execute(
         "SELECT event_id::text FROM projections.applied_events WHERE event_id = ANY(%s::uuid[])",
@@ -120,7 +138,8 @@ async def _fold(cur: psycopg.AsyncCursor, out: Outcome,
             out.duplicates += 1
             continue
         try:
-            view = fold(views.get(record.subject_id), record)
+            view = fold(views.get(record.subject_id), record,
+                        arrival(item) if arrival is not None else None)
         except Exception as exc:  # noqa: BLE001 - any fold failure is this event's fault
             out.dead.append((item, str(exc) or type(exc).__name__, record.type))
             continue

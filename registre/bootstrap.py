@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from events.catalogue import Catalogue, load_catalogue
-from events.crypto import load_master_key
+from events.crypto import load_master_key, load_signing_key
 from events.keystore import KeyStore
 from events.publisher import Publisher
 from processors.app import WorkerConfig
@@ -62,17 +63,14 @@ class Registre:
         return load_catalogue()
 
     @cached_property
-    def endpoints(self) -> tuple[str, str]:
-        """(Kafka bootstrap servers, database URL) of the configured or running services."""
-        return self.settings.endpoints()
-
-    @property
     def kafka(self) -> str:
-        return self.endpoints[0]
+        """The Kafka bootstrap servers of the configured or running broker."""
+        return self.settings.kafka_servers()
 
-    @property
-    def database_url(self) -> str:
-        return self.endpoints[1]
+    def url(self, role: str) -> str:
+        """The database URL of a role's login: processor, publisher, compliance, analyst
+        (each service connects as the role its job needs; the owner only migrates)."""
+        return self.settings.url_for(role)
 
     @cached_property
     def master_key(self) -> bytes:
@@ -81,25 +79,35 @@ class Registre:
                                  generate=self.settings.embedded)
         return key
 
-    def ensure_master_key(self) -> None:
-        """Load the master key now (the embedded default creates HOME/master.key, 0600)."""
-        self.__dict__.pop("master_key", None)
-        assert len(self.master_key) == 32
+    @cached_property
+    def signing_key(self) -> Ed25519PrivateKey:
+        """The ledger's signing key (not wrapped by the master key); the embedded default
+        generates HOME/signing.key (0600) on first use."""
+        return load_signing_key(dict(self.settings.env), self.settings.home,
+                                generate=self.settings.embedded)
+
+    def ensure_keys(self) -> None:
+        """Load the master key and the signing key now (the embedded default creates
+        HOME/master.key and HOME/signing.key, 0600, on first use)."""
+        for name in ("master_key", "signing_key"):
+            self.__dict__.pop(name, None)
+        assert len(self.master_key) == 32 and self.signing_key is not None
 
     # --- adapters ------------------------------------------------------------------------------
 
-    def connect(self) -> psycopg.Connection:
-        """A new autocommit connection to the database (the caller closes it)."""
-        return psycopg.connect(self.database_url, autocommit=True)
+    def connect(self, role: str = "compliance") -> psycopg.Connection:
+        """A new autocommit connection as ``role`` (the caller closes it)."""
+        return psycopg.connect(self.url(role), autocommit=True)
 
-    def keystore(self, cache_seconds: float = 0.0) -> KeyStore:
-        return KeyStore.connect(self.database_url, self.master_key, cache_seconds)
+    def keystore(self, cache_seconds: float = 0.0, role: str = "publisher") -> KeyStore:
+        """The key store, as the publisher (create and read keys) unless ``role`` says."""
+        return KeyStore.connect(self.url(role), self.master_key, cache_seconds)
 
     def publisher(self, allow_registre: bool = False) -> Publisher:
         """A publisher with its own key store (closed with it)."""
         keystore = self.keystore(cache_seconds=PUBLISHER_KEY_CACHE_SECONDS)
         return Publisher(self.kafka, keystore, catalogue=self.catalogue,
-                         allow_registre=allow_registre, owns_keystore=True)
+                         allow_registre=allow_registre, owns_keystore=True, clock=self.clock)
 
     # --- the processors ------------------------------------------------------------------------
 
@@ -122,11 +130,12 @@ class Registre:
             embedded=env.get("REGISTRE_EMBEDDED", "") == "1",
             batch_size=int(self.settings.number("REGISTRE_BATCH_SIZE", 2000)),
             sweep_seconds=self.settings.number("REGISTRE_SWEEP_SECONDS", 3600),
+            retry_seconds=self.settings.number("REGISTRE_RETRY_SECONDS", 30),
         )
 
     def ledger(self, worker_id: str) -> LedgerProjections:
         """The batch applier of one worker: the fold, the projections, erasure at once."""
         hooks = [hook for hook, _ in self.projection_hooks()]
-        hooks.append(enforce_hook(self.policy, self.clock))
-        return LedgerProjections(self.database_url, worker_id, self.fold(), hooks, self.policy,
-                                 self.clock, self.master_key, self.catalogue)
+        hooks.append(enforce_hook(self.policy, self.clock, self.signing_key))
+        return LedgerProjections(self.url("processor"), worker_id, self.fold(), hooks, self.policy,
+                                 self.clock, self.signing_key, self.catalogue)

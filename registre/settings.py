@@ -3,6 +3,14 @@
 REGISTRE_HOME (default ./.registre) holds the embedded runtime and `runtime.json`, written by
 `registre run` so that other commands find the broker and the database it started.
 REGISTRE_KAFKA / REGISTRE_DATABASE_URL point at external services instead.
+
+Each service connects to PostgreSQL as the login of its role (`ROLES`): the processors as a
+member of ``registre_processor``, the publisher of ``registre_publisher``, compliance reads of
+``registre_compliance``, analysts of ``registre_analyst``; the owner only applies migrations.
+The embedded default creates those logins with generated passwords kept 0600 under
+``REGISTRE_HOME/secrets`` (a libpq password file named in each URL: no password is in a URL).
+Against an external database, ``REGISTRE_DATABASE_URL_<ROLE>`` names each role's login, and
+``REGISTRE_DATABASE_URL`` the rest (the owner's, for `registre init`).
 """
 
 from __future__ import annotations
@@ -13,10 +21,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class NotRunning(Exception):
     """No broker or database can be found for this REGISTRE_HOME."""
+
+
+# role -> the login the embedded default creates for it ("owner" is the superuser)
+ROLES = {"owner": "postgres", "processor": "registre_processor_login",
+         "publisher": "registre_publisher_login", "compliance": "registre_compliance_login",
+         "analyst": "registre_analyst_login"}
 
 
 @dataclass(frozen=True)
@@ -49,19 +64,43 @@ class Settings:
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
 
-    def endpoints(self) -> tuple[str, str]:
-        """(kafka bootstrap, database url): from the environment or the running runtime."""
-        info = self.runtime() if self.embedded else {}
-        if self.embedded and not pid_alive(info.get("pid")):
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / "secrets"
+
+    def _running(self) -> dict[str, Any]:
+        """What the running `registre run` recorded ({} when everything is external)."""
+        if not self.embedded:
+            return {}
+        info = self.runtime()
+        if not pid_alive(info.get("pid")):
             raise NotRunning(
                 f"nothing runs in {self.home}: start `registre run` (or set REGISTRE_KAFKA "
                 "and REGISTRE_DATABASE_URL)"
             )
-        kafka = self.kafka or info.get("kafka")
-        database_url = self.database_url or info.get("database_url")
-        if not kafka or not database_url:
-            raise NotRunning(f"{self.runtime_file} does not name a broker and a database")
-        return kafka, database_url
+        return info
+
+    def kafka_servers(self) -> str:
+        """The Kafka bootstrap servers: configured, or those of the running embedded broker."""
+        kafka = self.kafka or self._running().get("kafka")
+        if not kafka:
+            raise NotRunning(f"{self.runtime_file} does not name a broker")
+        return kafka
+
+    def url_for(self, role: str) -> str:
+        """The database URL of ``role``'s login (one of `ROLES`), with no password in it."""
+        if role not in ROLES:
+            raise ValueError(f"unknown database role {role!r}")
+        if self.database_url is not None:
+            return self.env.get(f"REGISTRE_DATABASE_URL_{role.upper()}") or self.database_url
+        urls = self._running().get("database_urls") or {}
+        if role not in urls:
+            raise NotRunning(f"{self.runtime_file} names no database login for {role}")
+        return urls[role]
+
+    def endpoints(self, role: str = "compliance") -> tuple[str, str]:
+        """(Kafka bootstrap servers, the database URL of ``role``)."""
+        return self.kafka_servers(), self.url_for(role)
 
     @property
     def policy_file(self) -> Path | None:
@@ -97,3 +136,16 @@ def pid_alive(pid: Any) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def safe_url(url: str) -> str:
+    """The database URL without its password (for messages and logs)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()

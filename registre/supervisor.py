@@ -34,7 +34,9 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 def worker_env(settings: Settings, runtime: Runtime, worker_id: str) -> dict[str, str]:
     env = dict(settings.env)
-    env.update(REGISTRE_KAFKA=runtime.kafka, REGISTRE_DATABASE_URL=runtime.database_url,
+    processor = runtime.url_for("processor")  # the workers never connect as the owner
+    env.update(REGISTRE_KAFKA=runtime.kafka, REGISTRE_DATABASE_URL=processor,
+               REGISTRE_DATABASE_URL_PROCESSOR=processor,
                REGISTRE_HOME=str(settings.home), REGISTRE_WORKER_ID=worker_id,
                REGISTRE_EMBEDDED="1" if runtime.embedded_broker else "0")
     return env
@@ -83,7 +85,7 @@ def run_foreground(settings: Settings, workers: int = 1) -> int:
     procs: list[subprocess.Popen] = []
     try:
         runtime.start()
-        Registre(settings).ensure_master_key()
+        Registre(settings).ensure_keys()
         try:
             restored = restore_if_needed(runtime.kafka, runtime.database_url,
                                          can_restore=runtime.embedded_broker)

@@ -4,6 +4,7 @@ migrated database per test, and a real Kafka-protocol broker (Tansu) per test.""
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from deploy.topics import ensure_topics  # noqa: E402
 from events.crypto import new_data_key  # noqa: E402
 from events.keystore import KeyStore  # noqa: E402
 from projections.migrate import migrate  # noqa: E402
+from projections.roles import login_url  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "schemas" / "examples"
 
@@ -26,8 +28,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "schemas" / "examples"
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of the session's PostgreSQL server (the maintenance database)."""
-    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
-    url = pg.start()
+    password = secrets.token_urlsafe(18)
+    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), password)
+    url = login_url(pg.start(), "postgres", password)  # no socket is trusted: scram
     yield url
     pg.stop()
 

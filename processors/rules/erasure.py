@@ -114,20 +114,20 @@ def erasure_certificate(plan: Plan, at: datetime, trigger_event_id: str) -> Even
 
 
 def consent_expiries(doc: Mapping[str, Any], now: datetime, policy: Policy) -> list[Event]:
-    """ConsentExpired for every granted or refused choice past the policy's validity at ``now``.
+    """ConsentExpired, recorded at ``now``, for every granted or refused choice past the
+    policy's validity at ``now``.
 
     The expiry is worked out from the choice's instant and the loaded policy, not from what
     the view stored when it was folded, so a changed policy takes effect at once.
     """
-    by_choice: dict[str, tuple[datetime, list[str]]] = {}
+    by_choice: dict[str, list[str]] = {}
     for purpose, c in sorted(doc.get("consents", {}).items()):
         if c["status"] not in ("granted", "refused"):
             continue
-        expires = add_months(datetime.fromisoformat(c["at"]), policy.consent_validity_months)
-        if expires <= now:
-            by_choice.setdefault(c["event_id"], (expires, []))[1].append(purpose)
+        if add_months(datetime.fromisoformat(c["at"]), policy.consent_validity_months) <= now:
+            by_choice.setdefault(c["event_id"], []).append(purpose)
     return [
-        Event(_event_id("ConsentExpired", choice), "ConsentExpired", doc["subject_id"],
-              expires, SOURCE, {"purposes": purposes, "choice_event_id": choice})
-        for choice, (expires, purposes) in by_choice.items()
+        Event(_event_id("ConsentExpired", choice), "ConsentExpired", doc["subject_id"], now,
+              SOURCE, {"purposes": purposes, "choice_event_id": choice})
+        for choice, purposes in by_choice.items()
     ]

@@ -8,6 +8,11 @@ at once, with no table to scrub.
 The fold is a table of small handlers, one per event type (`_HANDLERS`). It needs one duration,
 the validity of a consent choice, which it reads from the policy it is built with
 (`ViewFold(policy)`): the same policy the sweep, the audit answers and the export read.
+
+No event's own time is the ledger's clock. The facts the retention rules count from (the end
+of the account, a document, a legal hold) are dated ``min(occurred_at, arrived_at)``, where
+``arrived_at`` is the processors' clock when they applied the event: an event dated in the
+future acts as of its arrival and can make nothing fall due early.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ PERSONAL_GROUPS = {"identity": ("gender", "last_name", "first_name"),
                    "contact": ("email", "phone", "postal_address")}
 CONSENT_STATUS = {"ConsentGiven": "granted", "ConsentRefused": "refused",
                   "ConsentWithdrawn": "withdrawn", "ConsentExpired": "expired"}
-Fold = Callable[[dict[str, Any] | None, Record], dict[str, Any]]
+Fold = Callable[[dict[str, Any] | None, Record, datetime | None], dict[str, Any]]
 View = dict[str, Any]
 
 
@@ -97,12 +102,18 @@ class ViewFold:
         """When a choice made at ``at`` expires (granted and refused choices only)."""
         return add_months(at, self.policy.consent_validity_months)
 
-    def __call__(self, view: View | None, record: Record) -> View:
+    def __call__(self, view: View | None, record: Record,
+                 arrived_at: datetime | None = None) -> View:
+        """The view after ``record``, applied at ``arrived_at`` (the processors' clock; None:
+        the event's own time, for a replay of events that have all arrived long since)."""
         v = dict(view) if view else empty_view(record.subject_id)
         v["counts"] = dict(v["counts"])
         handler = _HANDLERS.get(record.type)
         if handler is not None:
-            handler(self, v, record, format_instant(record.occurred_at))
+            at = record.occurred_at
+            if arrived_at is not None and record.type in _ARRIVAL_DATED and arrived_at < at:
+                at = arrived_at
+            handler(self, v, record, format_instant(at))
         v["counts"]["events"] += 1
         last = v["last_event_at"]  # compare instants, not strings ("...00Z" > "...00.5Z")
         if not last or datetime.fromisoformat(last) < record.occurred_at:
@@ -116,6 +127,9 @@ Handler = Callable[[ViewFold, View, Record, str], None]
 def _account_created(fold: ViewFold, v: View, record: Record, at: str) -> None:
     if v["has_account"] and v["status"] == "active":
         raise Rejected("subject_id: the subject already has a live account")
+    if v["status"] != "active":
+        raise Rejected("subject_id: the account of this subject ended (deleted or erased): a"
+                       " new account needs a new subject_id")
     v.update(status="active", has_account=True, created_at=at, deleted_at=None)
     v["personal"] = _sealed_leaves(record, fold.catalogue)
 
@@ -203,6 +217,10 @@ def _hold_released(fold: ViewFold, v: View, record: Record, at: str) -> None:
     case = record.data["case_ref"]
     v["holds"] = {c: h for c, h in v["holds"].items() if c != case}
 
+
+# the facts the retention rules count from: dated no later than their arrival
+_ARRIVAL_DATED = frozenset({"AccountDeleted", "ErasureRequested", "DocumentIssued",
+                            "LegalHoldPlaced"})
 
 _HANDLERS: dict[str, Handler] = {
     "AccountCreated": _account_created,

@@ -23,13 +23,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import struct
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, Protocol
 
+import fastavro
+import fastavro.schema
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -402,6 +406,69 @@ def _result(ordered: list[_Partition]) -> VerifyResult:
     summary = (f"{records_checked} records in {len(ordered)} partitions match {checked} signed"
                f" checkpoints; {tail} records after the last checkpoint are not signed yet")
     return VerifyResult(True, None, summary, records_checked, checked, tail, len(ordered))
+
+
+# --- the ledger's own events ----------------------------------------------------------------
+
+SIGNATURE_HEADER = "registre-signature"
+_LEDGER_EVENT = _DOMAIN + b"ledger-event\x00"
+
+
+def sign_ledger_event(private_key: Ed25519PrivateKey, key: bytes, value: bytes) -> bytes:
+    """The signature a ledger fact (KeysDestroyed, ErasureCompleted...) carries in its
+    ``registre-signature`` header: only the holder of the signing key writes the ledger's
+    facts."""
+    return private_key.sign(_LEDGER_EVENT + _frame(key) + _frame(value))
+
+
+def ledger_event_signed(public_key: Ed25519PublicKey, key: bytes | None, value: bytes | None,
+                        headers: Any) -> bool:
+    """Whether a record carries a valid signature of the ledger; never raises."""
+    pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    signature = next((v for k, v in pairs if k == SIGNATURE_HEADER), None)
+    if not signature:
+        return False
+    try:
+        public_key.verify(bytes(signature), _LEDGER_EVENT + _frame(key or b"") + _frame(
+            value or b""))
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+# --- checkpoints on the wire (the checkpoint topic) -----------------------------------------
+
+_CHECKPOINT_MAGIC = b"\xc3\x01"
+
+
+@cache
+def _checkpoint_schema() -> tuple[Any, bytes]:
+    import json
+    from importlib import resources
+
+    text = resources.files("schemas").joinpath("records/Checkpoint.avsc").read_text("utf-8")
+    parsed = fastavro.parse_schema(json.loads(text))
+    canonical = fastavro.schema.to_parsing_canonical_form(parsed)
+    return parsed, bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"))
+
+
+def encode_checkpoint(cp: Checkpoint) -> bytes:
+    """Single-object Avro of ``schemas/records/Checkpoint.avsc``."""
+    parsed, fp = _checkpoint_schema()
+    out = io.BytesIO()
+    out.write(_CHECKPOINT_MAGIC + fp)
+    fastavro.schemaless_writer(out, parsed, dataclasses.asdict(cp))
+    return out.getvalue()
+
+
+def decode_checkpoint(value: bytes) -> Checkpoint:
+    """A checkpoint from the checkpoint topic; ValueError for anything else."""
+    parsed, fp = _checkpoint_schema()
+    if value[:10] != _CHECKPOINT_MAGIC + fp:
+        raise ValueError("not a registre checkpoint")
+    rec = fastavro.schemaless_reader(io.BytesIO(value[10:]), parsed, parsed)
+    return Checkpoint(rec["topic"], rec["partition"], rec["offset"], bytes(rec["chain_hash"]),
+                      rec["signed_at"], bytes(rec["signature"]))
 
 
 def chain_form(record: Any) -> Any:

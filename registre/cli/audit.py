@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,6 +79,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     x.set_defaults(func=export)
 
     v = sub.add_parser("verify", help="check the integrity of the whole log")
+    v.add_argument("--public-key", metavar="FILE", default=None,
+                   help="verify with this public key (from `registre keys public-key`): no"
+                        " master key or signing key needed")
     _json_flag(v)
     v.set_defaults(func=verify)
 
@@ -142,25 +144,33 @@ def audit_schedule(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def export(args: argparse.Namespace, settings: Settings) -> int:
+    from registre.files import refuse_link, write_private
     from registre.services.export import export_summary
 
+    if args.output:  # before anything is read or recorded
+        refuse_link(Path(args.output))
     with _asking("export"):
         doc = desk(args, settings).export(args.subject, args.case)
     if not args.output:
         emit(doc, args.json)
         return 0
     path = Path(args.output)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(doc, out, ensure_ascii=False, indent=2)
-        out.write("\n")
+    write_private(path, json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
     emit({"written": str(path), **export_summary(doc)}, args.json)
     return 0
 
 
 def verify(args: argparse.Namespace, settings: Settings) -> int:
     with _asking("verify"):
-        answer = desk(args, settings).verify()
+        public = None
+        if args.public_key:
+            from events.crypto import read_public_key
+
+            path = Path(args.public_key)
+            if not path.is_file():
+                raise UserError(f"{args.public_key}: no such file")
+            public = read_public_key(path.read_text(), args.public_key)
+        answer = desk(args, settings).verify(public)
     emit(answer, args.json)
     if not answer["ok"]:
         bad = answer["first_bad"]

@@ -115,18 +115,28 @@ def info(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def wait(args: argparse.Namespace, settings: Settings) -> int:
-    from projections.positions import backlog
+    """Until everything published is applied; then exit 1 if a subject's erasure or sweep
+    failed (it is retried, and shown by `registre info`)."""
+    import psycopg
 
-    kafka, database_url = settings.endpoints()
+    from projections.positions import backlog
+    from projections.problems import open_problems
+
+    kafka, database_url = settings.endpoints("compliance")
     deadline = time.monotonic() + args.timeout
-    while True:
-        behind = backlog(kafka, database_url)
-        if not behind:
-            return 0
+    while behind := backlog(kafka, database_url):
         if time.monotonic() > deadline:
             raise UserError(f"timed out after {args.timeout:g}s: {behind} record(s) not "
                             "applied yet (are the processors running?)")
         time.sleep(0.1)
+    with psycopg.connect(database_url) as conn:
+        problems = open_problems(conn)
+    if problems:
+        first = problems[0]
+        raise UserError(f"everything is applied, but {len(problems)} subject(s) could not be"
+                        f" processed (first: {first['subject_id']}, {first['job']} since"
+                        f" {first['since']}: {first['reason']}); see `registre info`")
+    return 0
 
 
 def view(args: argparse.Namespace, settings: Settings) -> int:
@@ -148,8 +158,8 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from registre.services.rebuild import rebuild as run_rebuild
 
     reg = Registre(settings)
-    n = run_rebuild(reg.kafka, reg.database_url, reg.fold(), reg.projection_hooks(),
-                    progress=sys.stderr.isatty())
+    n = run_rebuild(reg.kafka, reg.url("processor"), reg.fold(), reg.projection_hooks(), reg.clock,
+                    reg.signing_key.public_key(), progress=sys.stderr.isatty())
     emit({"rebuilt": True, "records": n}, as_json=True)
     return 0
 

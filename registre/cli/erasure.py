@@ -19,6 +19,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     rs = r.add_subparsers(dest="retention_command", required=True, metavar="ACTION")
     sw = rs.add_parser("sweep", help="destroy what has fallen due as of --now (default: now)")
     sw.add_argument("--now", help="RFC 3339 instant, e.g. 2031-03-04T00:00:00Z")
+    sw.add_argument("--allow-future", action="store_true",
+                    help="accept a --now later than the current time (it destroys data early:"
+                         " drills and tests only)")
     sw.add_argument("--json", action="store_true")
     sw.set_defaults(func=sweep)
 
@@ -38,8 +41,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     for p in (place, release):
         p.add_argument("--json", action="store_true")
 
-    k = sub.add_parser("keys", help="key-store backup and restore")
+    k = sub.add_parser("keys", help="key-store backup and restore; the verification key")
     ks = k.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    pk = ks.add_parser("public-key", help="print (or --output) the public key `registre verify"
+                                          " --public-key` checks the log with")
+    pk.add_argument("--output", "-o", default=None, help="write it to this file")
+    pk.set_defaults(func=keys_public)
     for name, text, func in (("backup", "write every wrapped key to FILE", keys_backup),
                              ("restore", "load FILE, then destroy again what was destroyed",
                               keys_restore)):
@@ -54,9 +61,10 @@ def sweep(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         now = parse_at(args.now, "--now") if args.now else None
+        answer = desk(args, settings).sweep(now, args.allow_future)
     except BadQuestion as exc:
         raise UserError(str(exc)) from None
-    emit(desk(args, settings).sweep(now), args.json)
+    emit(answer, args.json)
     return 0
 
 
@@ -68,6 +76,20 @@ def hold_place(args: argparse.Namespace, settings: Settings) -> int:
 
 def hold_release(args: argparse.Namespace, settings: Settings) -> int:
     emit(desk(args, settings).release_hold(args.subject, args.case), args.json)
+    return 0
+
+
+def keys_public(args: argparse.Namespace, settings: Settings) -> int:
+    """The verification key of the ledger's signatures, for auditors (not a secret)."""
+    from events.crypto import public_key_pem
+    from registre.bootstrap import Registre
+    from registre.files import write_private
+
+    pem = public_key_pem(Registre(settings).signing_key)
+    if args.output:
+        write_private(Path(args.output), pem, mode=0o644)
+    else:
+        print(pem, end="")
     return 0
 
 
@@ -88,6 +110,6 @@ def keys_restore(args: argparse.Namespace, settings: Settings) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise UserError(f"{args.file}: no such file")
-    with Registre(settings).keystore() as keystore:
+    with Registre(settings).keystore(role="processor") as keystore:  # restores, destroys again
         emit(restore_keys(keystore, path), args.json)
     return 0

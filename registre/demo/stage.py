@@ -73,7 +73,7 @@ class Demo:
 
     def wait(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
-        while backlog(self.registre.kafka, self.registre.database_url):
+        while backlog(self.registre.kafka, self.registre.url("compliance")):
             if time.monotonic() > deadline:
                 raise UserError("the processors did not catch up in time")
             time.sleep(0.1)

@@ -13,8 +13,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from events.keystore import KeyStore
+from events.model import format_instant
 from events.publisher import Publisher
 from processors.rules.policy import Policy
 from projections.queries import customer_view
@@ -31,13 +33,13 @@ class Context(Protocol):
     policy: Policy
     clock: Callable[[], datetime]
     master_key: bytes
+    signing_key: Ed25519PrivateKey
 
     @property
     def kafka(self) -> str: ...
-    @property
-    def database_url(self) -> str: ...
-    def connect(self) -> psycopg.Connection: ...
-    def keystore(self, cache_seconds: float = 0.0) -> KeyStore: ...
+    def url(self, role: str) -> str: ...
+    def connect(self, role: str = "compliance") -> psycopg.Connection: ...
+    def keystore(self, cache_seconds: float = 0.0, role: str = "publisher") -> KeyStore: ...
     def publisher(self, allow_registre: bool = False) -> Publisher: ...
 
 
@@ -108,15 +110,26 @@ class Compliance:
         with self.ctx.connect() as conn, self.ctx.keystore() as keystore:
             return erasure.schedule(conn, keystore, now or self.ctx.clock(), days, self.policy)
 
-    def verify(self) -> Doc:
-        return verify_document(self.ctx.kafka, self.ctx.database_url, self.ctx.master_key)
+    def verify(self, public_key: Ed25519PublicKey | None = None) -> Doc:
+        """The integrity of the whole log, against ``public_key`` (an auditor's copy) or the
+        key the ledger signs with."""
+        trusted = public_key or self.ctx.signing_key.public_key()
+        return verify_document(self.ctx.kafka, self.ctx.url("compliance"), trusted)
 
     # --- actions -------------------------------------------------------------------------------
 
-    def sweep(self, now: datetime | None = None) -> Doc:
+    def sweep(self, now: datetime | None = None, allow_future: bool = False) -> Doc:
+        """Destroy what has fallen due as of ``now`` (default: the clock). A ``now`` later than
+        the clock destroys data early: refused unless ``allow_future`` (drills, tests)."""
+        clock = self.ctx.clock()
+        if now is not None and now > clock and not allow_future:
+            raise audit.BadQuestion(
+                f"--now {format_instant(now)} is later than the current time"
+                f" ({format_instant(clock)}): that would destroy data before it falls due;"
+                " give --allow-future for a drill")
         with self.ctx.publisher() as publisher:
-            return erasure.sweep_now(self.ctx.database_url, publisher, self.policy,
-                                     now or self.ctx.clock())
+            return erasure.sweep_now(self.ctx.url("processor"), publisher, self.policy,
+                                     now or clock, self.ctx.signing_key)
 
     def place_hold(self, subject: str, case: str, reason: str,
                    categories: list[str] | None = None) -> Doc:

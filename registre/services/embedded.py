@@ -11,17 +11,22 @@ import json
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import structlog
 
 from deploy.runtime import EmbeddedBroker, EmbeddedPostgres
 from deploy.topics import ensure_topics
+from events.crypto import MasterKeyError, load_master_key, store_signing_key
 from events.keystore import reapply_tombstones
+from projections.integrity_store import legacy_signing_key
 from projections.migrate import migrate
-from projections.roles import RolesMissing, ensure_analyst_login
-from registre.settings import Settings, pid_alive
+from projections.roles import ANALYST, COMPLIANCE, PROCESSOR, PUBLISHER, ensure_login, login_url
+from registre.files import read_or_create_secret, write_private
+from registre.settings import ROLES, Settings, pid_alive
 
 log = structlog.get_logger("registre.runtime")
 
@@ -30,11 +35,22 @@ class AlreadyRunning(Exception):
     """Another `registre run` owns this REGISTRE_HOME."""
 
 
+GROUPS = {"processor": PROCESSOR, "publisher": PUBLISHER, "compliance": COMPLIANCE,
+          "analyst": ANALYST}
+
+
+def _passfile_url(url: str, login: str, passfile: Path) -> str:
+    """The login's URL with no password in it: libpq reads it from ``passfile`` (0600)."""
+    sep = "&" if "?" in url else "?"
+    return f"{login_url(url, login)}{sep}passfile={quote(str(passfile), safe='/')}"
+
+
 @dataclass
 class Runtime:
     settings: Settings
     kafka: str = ""
-    database_url: str = ""
+    database_url: str = ""  # the owner's: migrations and start-up only
+    base_url: str = ""  # the embedded server's, with no user
     broker: EmbeddedBroker | None = None
     postgres: EmbeddedPostgres | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -46,17 +62,9 @@ class Runtime:
             raise AlreadyRunning(f"registre already runs in {s.home} (pid {info['pid']})")
         s.home.mkdir(parents=True, exist_ok=True)
         try:
-            if s.database_url:
-                self.database_url = s.database_url
-            else:
-                self.postgres = EmbeddedPostgres(s.home)
-                self.database_url = self.postgres.start()
-            if s.kafka:
-                self.kafka = s.kafka
-            else:
-                self.broker = EmbeddedBroker(s.home)
-                self.kafka = self.broker.start()
+            self._start_services()
             ensure_topics(self.kafka)
+            self._move_legacy_signing_key()
             applied = migrate(self.database_url)
             if applied:
                 log.info("migrations applied", names=applied)
@@ -64,27 +72,82 @@ class Runtime:
                 again = reapply_tombstones(conn)  # a restored key store stays scrubbed
             if again:
                 log.warning("destroyed keys found again and destroyed", keys=again)
-            self.extra["analyst_database_url"] = self._analyst_login()
+            self.extra.update(self._logins())
         except BaseException:
             self.stop()
             raise
         self.record()
         return self
 
-    def _analyst_login(self) -> str | None:
-        """The analysts' login (read-only, the `analytics` views only), where we may create it."""
+    def _start_services(self) -> None:
+        s = self.settings
+        if s.database_url:
+            self.database_url = s.url_for("owner")
+        else:
+            password = read_or_create_secret(s.secrets_dir / "postgres.password")
+            self.postgres = EmbeddedPostgres(s.home, password)
+            self.base_url = self.postgres.start()
+            passfile = self._passfile({"postgres": password})
+            self.database_url = _passfile_url(self.base_url, "postgres", passfile)
+        if s.kafka:
+            self.kafka = s.kafka
+        else:
+            self.broker = EmbeddedBroker(s.home)
+            self.kafka = self.broker.start()
+
+    def _move_legacy_signing_key(self) -> None:
+        """An older registre kept the signing key in PostgreSQL wrapped by the master key:
+        move it to HOME/signing.key (0600) once, before migration 009 drops it."""
+        s = self.settings
+        target = Path(s.env.get("REGISTRE_SIGNING_KEY_FILE") or s.home / "signing.key")
+        if s.env.get("REGISTRE_SIGNING_KEY") or target.exists():
+            return
         try:
-            return ensure_analyst_login(self.database_url)
-        except (psycopg.Error, RolesMissing, PermissionError) as exc:
-            log.warning("no analyst login created", reason=type(exc).__name__)
-            return None
+            master, _ = load_master_key(dict(s.env), s.home, generate=False)
+        except MasterKeyError:
+            return  # a new home: nothing was ever signed
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            key = legacy_signing_key(conn, master)
+        if key is not None:
+            store_signing_key(target, key)
+            log.info("signing key moved out of the database", file=str(target))
+
+    def _passfile(self, passwords: dict[str, str]) -> Path:
+        """The libpq password file of the embedded logins (0600), for every login known."""
+        path = self.settings.secrets_dir / "pgpass"
+        known = dict(line.rsplit(":", 1) for line in
+                     (path.read_text().splitlines() if path.exists() else []) if line)
+        known.update({f"*:*:*:{login}": pw for login, pw in passwords.items()})
+        write_private(path, "".join(f"{k}:{v}\n" for k, v in sorted(known.items())))
+        return path
+
+    def _logins(self) -> dict[str, Any]:
+        """One login per role, each a member of its group only, with a generated password."""
+        s = self.settings
+        if s.database_url:  # external: the operator made the logins (README, Production)
+            return {"database_urls": {r: s.url_for(r) for r in ROLES}}
+        passwords = {ROLES[role]: read_or_create_secret(s.secrets_dir / f"{ROLES[role]}.password")
+                     for role in GROUPS}
+        passfile = self._passfile(passwords)
+        urls = {"owner": self.database_url}
+        for role, group in GROUPS.items():
+            login = ROLES[role]
+            ensure_login(self.database_url, group, login, passwords[login])
+            urls[role] = _passfile_url(self.base_url, login, passfile)
+        # the analyst's own password goes in the analyst's URL: an unprivileged login, for a
+        # person who may not read this home
+        urls["analyst"] = login_url(self.base_url, ROLES["analyst"], passwords[ROLES["analyst"]])
+        return {"database_urls": urls, "analyst_database_url": urls["analyst"]}
 
     @property
     def embedded_broker(self) -> bool:
         return self.broker is not None
 
+    def url_for(self, role: str) -> str:
+        return self.extra.get("database_urls", {}).get(role) or self.database_url
+
     def record(self, **extra: Any) -> None:
-        """Write HOME/runtime.json (atomically) so that other commands find us."""
+        """Write HOME/runtime.json (0600, atomically) so that other commands find us."""
         self.extra.update(extra)
         data = {
             "pid": os.getpid(),
@@ -95,9 +158,7 @@ class Runtime:
             "started_at": datetime.now(UTC).isoformat(),
             **self.extra,
         }
-        tmp = self.settings.runtime_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        os.replace(tmp, self.settings.runtime_file)
+        write_private(self.settings.runtime_file, json.dumps(data, indent=2))
 
     def stop(self) -> None:
         """Stop what we started; remove runtime.json. Safe to call twice."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from events.keys import KeyRef
 from events.keystore import KeyStore
@@ -26,7 +27,9 @@ from processors.rules.retention import due_within, sharing_records_until
 from projections import outbox
 from projections.access_log import record_access
 from projections.erasure_store import sweep
+from projections.problems import open_problems, reason_of
 from projections.queries import customer_view
+from registre.files import write_private
 from registre.services.views import render
 
 
@@ -67,11 +70,15 @@ def erasure_report(conn: psycopg.Connection, keystore: KeyStore, subject_id: str
     """What was destroyed and when, what is kept, why and until when, and active holds."""
     doc = _doc(conn, subject_id)
     destroyed, certificates = _destructions(conn, subject_id)
-    decision = plan(doc, keystore.key_refs(subject_id), policy, now).decision
-    retained = [{"category": k.ref.category, "period": k.ref.period or None,
-                 "until": _iso(k.until), "reason": k.reason, "held_by": list(k.held_by)}
-                for k in decision.keep]
-    return {"subject_id": subject_id, "status": doc["status"],
+    try:
+        decision = plan(doc, keystore.key_refs(subject_id), policy, now).decision
+        retained = [{"category": k.ref.category, "period": k.ref.period or None,
+                     "until": _iso(k.until), "reason": k.reason, "held_by": list(k.held_by)}
+                    for k in decision.keep]
+        problem = None
+    except ValueError as exc:  # a key the rules cannot place: said, not a traceback
+        retained, problem = [], reason_of(exc)
+    return {"subject_id": subject_id, "status": doc["status"], "problem": problem,
             "deleted_at": doc["deleted_at"], "erased_at": doc["erased_at"],
             "destroyed": destroyed, "retained": retained,
             "sharing_records_until": _iso(sharing_records_until(facts_from_view(doc), policy)),
@@ -102,18 +109,25 @@ def _due_records(subject: str, doc: dict[str, Any], policy: Policy, now: datetim
 
 def schedule(conn: psycopg.Connection, keystore: KeyStore, now: datetime, days: int,
              policy: Policy) -> dict[str, Any]:
-    """Destructions due in the next ``days`` days, and the active holds."""
+    """Destructions due in the next ``days`` days, the active holds, and the subjects whose
+    erasure or sweep failed (retried by the processors until it succeeds)."""
     keys = keystore.all_key_refs()
     due, holds = [], []
+    unplanned = []
     for subject, doc in conn.execute(
             "SELECT subject_id, doc FROM projections.customer_view ORDER BY subject_id"):
-        due += _due_keys(subject, doc, keys.get(subject, []), policy, now, days)
+        try:
+            due += _due_keys(subject, doc, keys.get(subject, []), policy, now, days)
+        except ValueError as exc:  # one subject's bad key stops nobody else's schedule
+            unplanned.append({"subject_id": subject, "job": "schedule",
+                              "reason": reason_of(exc)})
         if doc["status"] != "active":
             due += _due_records(subject, doc, policy, now, days)
         holds += [{"subject_id": subject, "case_ref": c, **h}
                   for c, h in sorted(doc["holds"].items())]
     due.sort(key=lambda d: (d["due_at"] or "", d["subject_id"], d["category"]))
-    return {"now": _iso(now), "days": days, "due": due, "holds": holds}
+    return {"now": _iso(now), "days": days, "due": due, "holds": holds,
+            "problems": open_problems(conn) + unplanned}
 
 
 def publish_outbox(publisher: Any, database_url: str) -> int:
@@ -122,12 +136,14 @@ def publish_outbox(publisher: Any, database_url: str) -> int:
         return outbox.drain(conn, publisher.send_encoded)
 
 
-def sweep_now(database_url: str, publisher: Any, policy: Policy, now: datetime) -> dict:
-    """`registre retention sweep`: destroy what is due at ``now``; record it in the log."""
+def sweep_now(database_url: str, publisher: Any, policy: Policy, now: datetime,
+              signer: Ed25519PrivateKey) -> dict:
+    """`registre retention sweep`: destroy what is due at ``now``; record it in the log
+    (signed with the ledger's key, as the processors sign)."""
 
     async def run() -> list:
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
-            return await sweep(c, policy, now)
+            return await sweep(c, policy, now, signer)
 
     events = asyncio.run(run())
     publish_outbox(publisher, database_url)
@@ -151,12 +167,12 @@ def hold_event(subject: str, case_ref: str, now: datetime, reason: str | None = 
 
 
 def backup_keys(keystore: KeyStore, path: Path) -> int:
+    """Every wrapped key to ``path``: created 0600 before the first byte, written whole."""
     rows = keystore.backup()
-    with path.open("w") as fh:
-        for s, c, p, v, w in rows:
-            fh.write(json.dumps({"subject_id": s, "category": c, "period": p, "version": v,
-                                 "wrapped": base64.b64encode(bytes(w)).decode()}) + "\n")
-    path.chmod(0o600)
+    write_private(path, "".join(
+        json.dumps({"subject_id": s, "category": c, "period": p, "version": v,
+                    "wrapped": base64.b64encode(bytes(w)).decode()}) + "\n"
+        for s, c, p, v, w in rows))
     return len(rows)
 
 

@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import psycopg
 import structlog
@@ -40,6 +39,7 @@ from events.keystore import KeyStore
 from processors.app import PROCESSOR_GROUP
 from projections.migrate import migrate
 from projections.positions import align_group
+from registre.settings import safe_url
 
 log = structlog.get_logger("registre.init")
 
@@ -53,19 +53,6 @@ class InitError(Exception):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
-
-
-def safe_url(url: str) -> str:
-    """The database URL without its password (for messages and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -7,12 +7,14 @@ from typing import Any
 import psycopg
 from kafka.admin import KafkaAdminClient
 
+from projections.problems import open_problems
 from registre.errors import UserError
-from registre.settings import Settings
+from registre.settings import Settings, safe_url
 
 
 def describe(settings: Settings) -> dict[str, Any]:
-    kafka, database_url = settings.endpoints()
+    """Where things are and how they are; no password of a privileged login in it."""
+    kafka, database_url = settings.endpoints("compliance")
     runtime = settings.runtime()
     try:
         admin = KafkaAdminClient(bootstrap_servers=kafka, request_timeout_ms=5000,
@@ -25,15 +27,17 @@ def describe(settings: Settings) -> dict[str, Any]:
     try:
         with psycopg.connect(database_url, connect_timeout=5) as conn:
             processors = _processors(conn)
+            problems = open_problems(conn)
     except psycopg.OperationalError:
         raise UserError("database does not answer") from None
     return {
         "home": str(settings.home),
         "kafka": kafka,
-        "database_url": database_url,
+        "database_url": safe_url(runtime.get("database_url") or settings.url_for("owner")),
         "analyst_database_url": runtime.get("analyst_database_url"),
         "topics": topics,
         "processors": processors,
+        "problems": problems,
     }
 
 

@@ -1,17 +1,15 @@
-"""The synchronous twins of `projections.integrity_store` (and two async readers) that only
+"""The synchronous twins of `projections.integrity_store` (and an async reader) that only
 tests use: they check that the processors' async code and a plain connection agree."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from processors.rules.integrity import ChainRecord, Checkpoint
 from projections.integrity_store import (
     _INSERT,
-    _KEY_INSERT,
-    _KEY_SELECT,
     _LATEST,
     _SELECT,
     Async,
@@ -20,10 +18,8 @@ from projections.integrity_store import (
     _chain,
     _checkpoint,
     _cursor,
-    _new_key,
     _partitions,
     _row,
-    _unwrap,
 )
 
 
@@ -68,26 +64,3 @@ def chain_batch(
     cps = _chain(items, heads, private_key)
     write_checkpoints(conn, cps)
     return cps
-
-
-def load_or_create_signing_key(conn: Sync, master_key: bytes) -> Ed25519PrivateKey:
-    """The signing key, generated and stored (encrypted) on first use. Raises
-    ``SigningKeyError`` when the stored key does not unwrap with ``master_key``."""
-    with _cursor(conn) as cur:
-        row = cur.execute(_KEY_SELECT).fetchone()
-        if row is None:
-            public, wrapped = _new_key(master_key)
-            cur.execute(_KEY_INSERT, (public, wrapped))
-            row = cur.execute(_KEY_SELECT).fetchone()  # ours, or a concurrent creator's
-    return _unwrap(master_key, bytes(row[0]), bytes(row[1]))
-
-
-async def aload_public_key(conn: Async, master_key: bytes | None) -> Ed25519PublicKey | None:
-    async with _acursor(conn) as cur:
-        row = await (await cur.execute(_KEY_SELECT)).fetchone()
-    if row is None:
-        return None
-    if master_key is None:
-        return Ed25519PublicKey.from_public_bytes(bytes(row[0]))
-    return _unwrap(master_key, bytes(row[0]), bytes(row[1])).public_key()
-

@@ -7,6 +7,7 @@ with the analytics hook, and the views are read through the URL of `ensure_analy
 from __future__ import annotations
 
 import asyncio
+import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -53,6 +54,7 @@ D1, D2, D3 = date(2026, 3, 2), date(2026, 3, 3), date(2026, 4, 10)
 M3, M4 = date(2026, 3, 1), date(2026, 4, 1)
 CALL_CENTRE, PARTNER = "centre-appels-assistance.example", "voyages-partenaire.example"
 SUPPRESSED2 = (None, None, True)
+LOGIN_PASSWORD = secrets.token_urlsafe(18)  # no socket is trusted: every login has one
 
 
 def at(day: date, hour: int = 10, minute: int = 0, tz: timezone = UTC) -> datetime:
@@ -200,7 +202,7 @@ EXPECTED = {
 
 @pytest.fixture
 def analyst_url(database_url: str) -> str:
-    return ensure_analyst_login(database_url)
+    return ensure_analyst_login(database_url, password=LOGIN_PASSWORD)
 
 
 def test_every_aggregate_for_a_scripted_population(
@@ -312,7 +314,7 @@ def test_rebuild_after_a_key_destruction_counts_that_country_as_unknown(
 def test_the_processor_role_runs_the_batch_writer_and_the_hook(
     database_url: str, analyst_url: str, keystore: KeyStore, master_key: bytes
 ) -> None:
-    processor_url = ensure_login(database_url, PROCESSOR, "registre_test_processor")
+    processor_url = ensure_login(database_url, PROCESSOR, "registre_test_processor", LOGIN_PASSWORD)
     with psycopg.connect(processor_url) as conn:
         assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
                             ).fetchone() == (False,)
@@ -327,7 +329,7 @@ def test_compliance_reads_projections_appends_accesses_and_gets_no_key(
 ) -> None:
     ledger = Ledger(keystore)
     apply(database_url, [ledger.items(scripted_population()[0])], master_key)
-    url = ensure_login(database_url, COMPLIANCE, "registre_test_compliance")
+    url = ensure_login(database_url, COMPLIANCE, "registre_test_compliance", LOGIN_PASSWORD)
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM projections.customer_view").fetchone()[0] == 16
         conn.execute("INSERT INTO projections.access_log (reader, subject_id, case_ref, what)"
@@ -353,8 +355,8 @@ def test_a_table_added_by_a_later_migration_follows_the_default_privileges(
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE projections.later (x int)")
         conn.execute("INSERT INTO projections.later VALUES (1)")
-    processor = ensure_login(database_url, PROCESSOR, "registre_test_processor")
-    compliance = ensure_login(database_url, COMPLIANCE, "registre_test_compliance")
+    processor = ensure_login(database_url, PROCESSOR, "registre_test_processor", LOGIN_PASSWORD)
+    compliance = ensure_login(database_url, COMPLIANCE, "registre_test_compliance", LOGIN_PASSWORD)
     with psycopg.connect(processor, autocommit=True) as conn:
         conn.execute("INSERT INTO projections.later VALUES (2)")
     with psycopg.connect(compliance, autocommit=True) as conn:
@@ -392,7 +394,7 @@ def test_roles_migration_and_analyst_login_are_idempotent(
         conn.execute(sql)  # again, on a database that has it
         conn.execute(f"ALTER ROLE {ANALYST_LOGIN} CREATEDB")  # tampered with
         conn.execute(f"GRANT registre_compliance TO {ANALYST_LOGIN}")
-    assert ensure_analyst_login(database_url) == analyst_url
+    assert ensure_analyst_login(database_url, password=LOGIN_PASSWORD) == analyst_url
     with psycopg.connect(database_url) as conn:
         assert conn.execute(
             "SELECT rolcanlogin, rolcreatedb, rolsuper, rolbypassrls FROM pg_roles"

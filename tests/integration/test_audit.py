@@ -97,7 +97,8 @@ class Ledger:
             client_env(broker, database_url, master_key, home)))
         self.fold = self.registre.fold()
         self.hooks = [*(h for h, _ in self.registre.projection_hooks()),
-                      enforce_hook(self.registre.policy, self.registre.clock)]
+                      enforce_hook(self.registre.policy, self.registre.clock,
+                                   self.registre.signing_key)]
 
     def publish(self, events: list[dict[str, Any]], allow_registre: bool = False) -> None:
         publish(self.broker, self.keystore, events, allow_registre)
@@ -123,7 +124,8 @@ class Ledger:
     async def _apply(self, items: list[Incoming]) -> None:
         async with await psycopg.AsyncConnection.connect(self.database_url,
                                                          autocommit=True) as conn:
-            out = await apply_batch(conn, items, self.fold, hooks=self.hooks)
+            out = await apply_batch(conn, items, self.fold, hooks=self.hooks,
+                                    ledger_key=self.registre.signing_key.public_key())
         assert not out.dead, out.dead
 
     def conn(self) -> psycopg.Connection:

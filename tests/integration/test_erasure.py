@@ -143,11 +143,8 @@ def test_deleted_subject_is_unreadable_everywhere_at_once(ledger: Ledger, keysto
 
 
 def dump_database(url: str) -> bytes:
-    base, _, query = url.partition("?")
-    host = dict(p.split("=", 1) for p in query.split("&"))["host"]
-    dbname = base.rsplit("/", 1)[1]
-    return subprocess.run([str(POSTGRES_BIN_PATH / "pg_dump"), "-h", host, "-U", "postgres",
-                           dbname], capture_output=True, check=True).stdout
+    return subprocess.run([str(POSTGRES_BIN_PATH / "pg_dump"), "--dbname", url],
+                          capture_output=True, check=True).stdout
 
 
 def test_invoice_keeps_identity_for_compliance_until_five_years(ledger: Ledger,
@@ -174,14 +171,14 @@ def test_invoice_keeps_identity_for_compliance_until_five_years(ledger: Ledger,
     assert {r["category"]: r["until"] for r in cert["retained"]} == {
         "identity": "2031-02-01T12:00:00Z", "contact": "2031-02-01T12:00:00Z"}
 
-    before = ledger.json("retention", "sweep", "--now", "2031-01-31T12:00:00Z")
+    before = ledger.json("retention", "sweep", "--allow-future", "--now", "2031-01-31T12:00:00Z")
     assert [d for d in before["destroyed"] if d["subject_id"] == subject] == []
     assert len(ledger.keys(subject)) == 2
-    after = ledger.json("retention", "sweep", "--now", "2031-02-02T12:00:00Z")
+    after = ledger.json("retention", "sweep", "--allow-future", "--now", "2031-02-02T12:00:00Z")
     assert {d["category"] for d in after["destroyed"] if d["subject_id"] == subject} == {
         "identity", "contact"}
     assert ledger.keys(subject) == []
-    again = ledger.json("retention", "sweep", "--now", "2031-02-02T12:00:00Z")
+    again = ledger.json("retention", "sweep", "--allow-future", "--now", "2031-02-02T12:00:00Z")
     assert [d for d in again["destroyed"] if d["subject_id"] == subject] == []
 
 
@@ -192,11 +189,11 @@ def test_connection_months_expire_one_by_one_while_the_account_lives(ledger: Led
         return {k.period for k in ledger.keys(subject) if k.category == "connection"}
 
     assert months() == {"2025-02", "2025-09", "2026-01"}
-    ledger.json("retention", "sweep", "--now", "2026-03-31T23:59:59Z")
+    ledger.json("retention", "sweep", "--allow-future", "--now", "2026-03-31T23:59:59Z")
     assert months() == {"2025-02", "2025-09", "2026-01"}  # 2025-02 due at 2026-04-01
-    ledger.json("retention", "sweep", "--now", "2026-04-01T00:00:00Z")
+    ledger.json("retention", "sweep", "--allow-future", "--now", "2026-04-01T00:00:00Z")
     assert months() == {"2025-09", "2026-01"}
-    ledger.json("retention", "sweep", "--now", "2026-11-01T00:00:00Z")
+    ledger.json("retention", "sweep", "--allow-future", "--now", "2026-11-01T00:00:00Z")
     assert months() == {"2026-01"}
     assert {k.category for k in ledger.keys(subject)} >= {"identity", "contact"}
     ledger.wait()
@@ -213,7 +210,7 @@ def test_hold_blocks_destruction_until_release(ledger: Ledger, keystore: KeyStor
     held = {(k.category, k.period) for k in ledger.keys(subject)}
     assert held == {("identity", ""), ("contact", ""), ("connection", "2026-01"),
                     ("location", "2026-01")}
-    ledger.json("retention", "sweep", "--now", "2033-01-01T00:00:00Z")
+    ledger.json("retention", "sweep", "--allow-future", "--now", "2033-01-01T00:00:00Z")
     assert len(ledger.keys(subject)) == 4  # past every due date, still held
     report = ledger.json("audit", "erasure", subject)
     assert [h["case_ref"] for h in report["holds"]] == ["LIT-2026-1"]

@@ -59,8 +59,8 @@ def test_rebuild_equals_the_live_projection(broker, database_url, second_databas
     # into an empty database: the same views, positions and applied events
     into = Registre(Settings.from_env(w.client_env(broker, second_database, master_key,
                                                    tmp_path / "second")))
-    records = rebuild(into.kafka, into.database_url, into.fold(), into.projection_hooks(),
-                      progress=False)
+    records = rebuild(into.kafka, into.url("processor"), into.fold(), into.projection_hooks(),
+                      into.clock, into.signing_key.public_key(), progress=False)
     assert records == sum(w.log_ends(broker).values())
     fresh, final = w.snapshot(second_database), w.snapshot(database_url)
     assert fresh["views"] == final["views"]

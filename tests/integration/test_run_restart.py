@@ -14,6 +14,7 @@ import workers as w
 
 from deploy.runtime import EmbeddedPostgres
 from events.log import LogReader
+from projections.roles import login_url
 from registre.settings import Settings
 from tests.integration.workers import REGISTRE
 
@@ -151,9 +152,10 @@ def test_run_stops_and_starts_again_on_the_same_home(tmp_path, broker):
         for run in runs:
             run.kill()
 
-    pg = EmbeddedPostgres(home)
+    password = (home / "secrets" / "postgres.password").read_text().strip()
+    pg = EmbeddedPostgres(home, password)
     try:
-        assert w.snapshot(pg.start()) == after
+        assert w.snapshot(login_url(pg.start(), "postgres", password)) == after
     finally:
         pg.stop()
 

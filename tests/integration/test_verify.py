@@ -15,33 +15,23 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from kafka import KafkaProducer
 
 from deploy.runtime import EmbeddedBroker
 from deploy.topics import ensure_topics
 from events.catalogue import topic_name
 from events.codec import encode
-from events.crypto import new_data_key
+from events.crypto import MasterKeyError, load_signing_key, public_key_pem, read_public_key
 from events.log import LogReader, LogRecord
 from events.model import Event
-from processors.rules.integrity import Chain, chain_form, verify_log
-from projections.integrity_store import (
-    SigningKeyError,
-    achain_batch,
-    alatest_checkpoints,
-    aload_or_create_signing_key,
-    load_public_key,
-    read_checkpoints,
-)
+from processors.rules.integrity import Chain, chain_form, encode_checkpoint, verify_log
+from projections.integrity_store import achain_batch, alatest_checkpoints, read_checkpoints
 from registre.services.verify import verify
 from tests.integration.integrity_twins import (
-    aload_public_key,
     aread_checkpoints,
     chain_batch,
     latest_checkpoints,
-    load_or_create_signing_key,
     write_checkpoints,
 )
 
@@ -90,12 +80,10 @@ def read_log(bootstrap: str, only: list[int] | None = None) -> list[LogRecord]:
         return list(reader.read(only=only))
 
 
-def sign_into_db(database_url: str, master_key: bytes, log: list[LogRecord]) -> None:
+def sign_into_db(database_url: str, key: Ed25519PrivateKey, log: list[LogRecord]) -> None:
     """The processor's job: batches mixing partitions, each chained and checkpointed in its
     own transaction, the chain resumed from the database every time."""
     with psycopg.connect(database_url) as conn:
-        key = load_or_create_signing_key(conn, master_key)
-        conn.commit()
         for start in range(0, PER_PARTITION, BATCH):
             batch = [r for r in log if start <= r.offset < start + BATCH]
             with conn.transaction():
@@ -103,20 +91,47 @@ def sign_into_db(database_url: str, master_key: bytes, log: list[LogRecord]) -> 
             assert len(cps) == len({r.partition for r in batch})
 
 
+def publish_checkpoints(bootstrap: str, database_url: str) -> None:
+    """The copy outside PostgreSQL, as the processors' outbox publishes it."""
+    with psycopg.connect(database_url) as conn:
+        stored = read_checkpoints(conn, TOPIC)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for cp in stored:
+        producer.send(topic_name("checkpoints"), key=f"{cp.topic}/{cp.partition}".encode(),
+                      value=encode_checkpoint(cp))
+    producer.flush()
+    producer.close()
+
+
 @pytest.fixture
-def signed_log(broker: str, database_url: str, master_key: bytes) -> list[LogRecord]:
+def signing_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def public(signing_key: Ed25519PrivateKey) -> Ed25519PublicKey:
+    """The trusted key: what `registre verify --public-key` is given."""
+    return signing_key.public_key()
+
+
+@pytest.fixture
+def signed_log(broker: str, database_url: str, signing_key: Ed25519PrivateKey
+               ) -> list[LogRecord]:
     produce(broker, original_items())
     log = read_log(broker)
     assert len(log) == PARTITIONS * PER_PARTITION
-    sign_into_db(database_url, master_key, log)
+    sign_into_db(database_url, signing_key, log)
+    publish_checkpoints(broker, database_url)
     return log
 
 
 @pytest.fixture
-def second_broker(tmp_path: Path) -> Iterator[str]:
+def second_broker(tmp_path: Path, database_url: str) -> Iterator[str]:
+    """Another broker holding the same checkpoint topic: a copy of the log to tamper with."""
     b = EmbeddedBroker(tmp_path / "tampered")
     bootstrap = b.start()
     ensure_topics(bootstrap)
+    publish_checkpoints(bootstrap, database_url)
     yield bootstrap
     b.stop()
 
@@ -127,11 +142,6 @@ def checkpoints(database_url: str, partition: int | None = None) -> list:
     return [c for c in cps if partition is None or c.partition == partition]
 
 
-def public_key(database_url: str, master_key: bytes):  # noqa: ANN201
-    with psycopg.connect(database_url) as conn:
-        return load_public_key(conn, master_key)
-
-
 def flip(data: bytes) -> bytes:
     return data[:7] + bytes([data[7] ^ 0x80]) + data[8:]
 
@@ -140,9 +150,9 @@ def flip(data: bytes) -> bytes:
 
 
 def test_the_genuine_log_verifies(
-    signed_log: list[LogRecord], broker: str, database_url: str, master_key: bytes
+    signed_log: list[LogRecord], broker: str, database_url: str, public: Ed25519PublicKey
 ) -> None:
-    result = verify(broker, database_url, master_key)
+    result = verify(broker, database_url, public)
     assert result.ok, result.reason
     assert result.first_bad is None
     assert result.records_checked == PARTITIONS * PER_PARTITION
@@ -156,23 +166,23 @@ def test_the_genuine_log_verifies(
         producer.send(TOPIC, key=k, value=v, headers=h, partition=0)
     producer.flush()
     producer.close()
-    result = verify(broker, database_url, master_key)
+    result = verify(broker, database_url, public)
     assert result.ok, result.reason
     assert result.unchecked_tail == 2
 
 
 def test_an_identical_copy_verifies(
-    signed_log: list[LogRecord], second_broker: str, database_url: str, master_key: bytes
+    signed_log: list[LogRecord], second_broker: str, database_url: str, public: Ed25519PublicKey
 ) -> None:
     produce(second_broker, original_items())
-    assert verify(second_broker, database_url, master_key).ok
+    assert verify(second_broker, database_url, public).ok
 
 
 def test_a_log_never_checkpointed_is_all_unchecked_tail(
-    broker: str, database_url: str, master_key: bytes
+    broker: str, database_url: str, public: Ed25519PublicKey
 ) -> None:
     produce(broker, {1: original_items()[1][:5]})
-    result = verify(broker, database_url, master_key)
+    result = verify(broker, database_url, public)
     assert result.ok and result.unchecked_tail == 5 and result.checkpoints_checked == 0
 
 
@@ -180,7 +190,7 @@ def test_a_log_never_checkpointed_is_all_unchecked_tail(
 
 
 def test_a_tampered_copy_fails_at_the_right_position(
-    signed_log: list[LogRecord], second_broker: str, database_url: str, master_key: bytes
+    signed_log: list[LogRecord], second_broker: str, database_url: str, public: Ed25519PublicKey
 ) -> None:
     items = original_items()
     k, v, h = items[1][6]
@@ -191,12 +201,11 @@ def test_a_tampered_copy_fails_at_the_right_position(
     items[5] = items[5][:14]                               # truncated after 5/13
     produce(second_broker, items)
 
-    result = verify(second_broker, database_url, master_key)
+    result = verify(second_broker, database_url, public)
     assert not result.ok
     assert result.first_bad == (1, 4)  # the batch 4..7 holding the altered record
     assert f"{TOPIC}[1] offset 4" in result.reason
 
-    public = public_key(database_url, master_key)
     expected = {0: None, 1: (1, 4), 2: (2, 8), 3: (3, 8), 4: (4, 4), 5: (5, 14)}
     for p, where in expected.items():
         log = map(chain_form, read_log(second_broker, [p]))
@@ -221,7 +230,7 @@ def _rechain(log: list[LogRecord], key: Ed25519PrivateKey, partition: int) -> li
 
 
 def test_an_inserted_record_under_forged_checkpoints_is_rejected(
-    signed_log: list[LogRecord], second_broker: str, database_url: str, master_key: bytes
+    signed_log: list[LogRecord], second_broker: str, database_url: str, public: Ed25519PublicKey
 ) -> None:
     items = original_items()
     items[2].insert(6, (b"acc-2-0", b"inserted", []))
@@ -236,7 +245,7 @@ def test_an_inserted_record_under_forged_checkpoints_is_rejected(
     # ...so the attacker can only add his for the new offset, and the genuine ones fail.
     with psycopg.connect(database_url) as conn:
         write_checkpoints(conn, [c for c in forged if c.offset == 16])
-    result = verify(second_broker, database_url, master_key)
+    result = verify(second_broker, database_url, public)
     assert result.first_bad == (2, 4)
     assert "does not match the signed checkpoint at offset 7" in result.reason
 
@@ -246,23 +255,19 @@ def test_an_inserted_record_under_forged_checkpoints_is_rejected(
         conn.execute('DELETE FROM integrity.checkpoints WHERE "partition" = 2 AND "offset" >= 6')
         conn.execute("ALTER TABLE integrity.checkpoints ENABLE TRIGGER checkpoints_append_only")
         write_checkpoints(conn, forged)
-    result = verify(second_broker, database_url, master_key)
+    result = verify(second_broker, database_url, public)
     assert not result.ok
     assert result.first_bad == (2, 7)
     assert "signature does not verify" in result.reason
 
-    # ...and swapping in his public key does not make the table trust it.
-    attacker_public = attacker.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    # ...and there is no key in the database to swap: verify trusts only the key it is given.
     with psycopg.connect(database_url) as conn:
-        conn.execute("ALTER TABLE integrity.signing_key DISABLE TRIGGER signing_key_append_only")
-        conn.execute("UPDATE integrity.signing_key SET public_key = %s", (attacker_public,))
-    result = verify(second_broker, database_url, master_key)
-    assert not result.ok and result.first_bad is None
-    assert "signing key does not unwrap" in result.reason
+        assert conn.execute("SELECT to_regclass('integrity.signing_key')").fetchone()[0] is None
+    assert not verify(second_broker, database_url, public).ok
 
 
 def test_an_altered_checkpoint_row_is_rejected(
-    signed_log: list[LogRecord], broker: str, database_url: str, master_key: bytes
+    signed_log: list[LogRecord], broker: str, database_url: str, public: Ed25519PublicKey
 ) -> None:
     with psycopg.connect(database_url) as conn:
         for sql in (
@@ -279,52 +284,55 @@ def test_an_altered_checkpoint_row_is_rejected(
             ' WHERE "partition" = 3 AND "offset" = 11'
         )
         conn.commit()
-    result = verify(broker, database_url, master_key)
+    result = verify(broker, database_url, public)
     assert not result.ok
     assert result.first_bad == (3, 11)
     assert "signature does not verify" in result.reason
 
 
+def test_checkpoint_rows_deleted_from_the_database_fail_against_their_copy(
+    signed_log: list[LogRecord], broker: str, database_url: str, public: Ed25519PublicKey
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE integrity.checkpoints DISABLE TRIGGER checkpoints_append_only")
+        conn.execute('DELETE FROM integrity.checkpoints WHERE "partition" = 3 AND "offset" = 15')
+    result = verify(broker, database_url, public)  # the chain alone would pass: a shorter tail
+    assert not result.ok and result.first_bad == (3, 15)
+    assert "deleted from PostgreSQL" in result.reason
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM integrity.checkpoints")
+    result = verify(broker, database_url, public)
+    assert not result.ok and result.first_bad == (0, 3) and "deleted" in result.reason
+
+
 # --- the store -------------------------------------------------------------------------
 
 
-def test_the_signing_key_is_created_once_and_stored_encrypted(
-    database_url: str, master_key: bytes
+def test_the_signing_key_is_a_file_of_its_own_not_wrapped_by_the_master_key(
+    signed_log: list[LogRecord], broker: str, database_url: str, tmp_path: Path
 ) -> None:
-    with psycopg.connect(database_url) as conn:
-        assert load_public_key(conn, master_key) is None
-        key = load_or_create_signing_key(conn, master_key)
-        conn.commit()
-        again = load_or_create_signing_key(conn, master_key)
-        raw = key.private_bytes_raw()
-        assert again.private_bytes_raw() == raw
-        public, wrapped = conn.execute(
-            "SELECT public_key, wrapped_private FROM integrity.signing_key").fetchone()
-        assert bytes(public) == key.public_key().public_bytes_raw()
-        assert raw not in bytes(wrapped)
-        assert load_public_key(conn, None).public_bytes_raw() == bytes(public)
-        with pytest.raises(SigningKeyError):
-            load_or_create_signing_key(conn, new_data_key())
-        for sql in ("UPDATE integrity.signing_key SET created_at = now()",
-                    "DELETE FROM integrity.signing_key", "TRUNCATE integrity.signing_key"):
-            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
-                conn.execute(sql)
-            conn.rollback()
-    # The wrong master key: verify says so and trusts nothing.
-    result = verify("127.0.0.1:1", database_url, new_data_key())
-    assert not result.ok and "signing key does not unwrap" in result.reason
+    key = load_signing_key({}, tmp_path, generate=True)
+    assert oct((tmp_path / "signing.key").stat().st_mode & 0o777) == "0o600"
+    again = load_signing_key({}, tmp_path, generate=False)
+    assert again.private_bytes_raw() == key.private_bytes_raw()
+    with pytest.raises(MasterKeyError, match="no signing key"):
+        load_signing_key({}, tmp_path / "elsewhere", generate=False)
+    pem = public_key_pem(key)
+    assert read_public_key(pem, "pem").public_bytes_raw() == key.public_key().public_bytes_raw()
+    with psycopg.connect(database_url) as conn:  # the database holds no signing key at all
+        assert conn.execute("SELECT to_regclass('integrity.signing_key')").fetchone()[0] is None
+    # a key that did not sign: every checkpoint fails its signature
+    result = verify(broker, database_url, Ed25519PrivateKey.generate().public_key())
+    assert not result.ok and "signature does not verify" in result.reason
 
 
-def test_the_async_store_writes_in_the_callers_transaction(
-    database_url: str, master_key: bytes
-) -> None:
+def test_the_async_store_writes_in_the_callers_transaction(database_url: str) -> None:
     log = [LogRecord(TOPIC, p, o, b"k", bytes([o]) * 10, (("h", b"v"),), 0)
            for p in (0, 1) for o in range(10)]
 
     async def scenario() -> None:
         async with await psycopg.AsyncConnection.connect(database_url) as conn:
-            key = await aload_or_create_signing_key(conn, master_key)
-            await conn.commit()
+            key = Ed25519PrivateKey.generate()
             with pytest.raises(ZeroDivisionError):
                 async with conn.transaction():
                     assert len(await achain_batch(conn, log[:5], key)) == 1
@@ -341,7 +349,7 @@ def test_the_async_store_writes_in_the_callers_transaction(
             latest = await alatest_checkpoints(conn, TOPIC)
             assert {p: c.offset for p, c in latest.items()} == {0: 9, 1: 9}
             assert (await alatest_checkpoints(conn, TOPIC, [1]))[1].offset == 9
-            public = await aload_public_key(conn, master_key)
+            public = key.public_key()
             stored = await aread_checkpoints(conn, TOPIC)
             assert len(stored) == 4
             assert verify_log(log, stored, public, topic=TOPIC).ok

@@ -7,6 +7,7 @@ Nothing here is a fake: a worker is the same process `registre run` spawns.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import signal
 import subprocess
@@ -65,11 +66,18 @@ def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("REGISTRE_")}
 
 
+def signing_key_for(master_key: bytes) -> str:
+    """A test's signing key (base64), derived from its master key so that every worker and
+    command of one test signs and verifies with the same key."""
+    return base64.b64encode(hashlib.sha256(b"test-signing-key" + master_key).digest()).decode()
+
+
 def client_env(kafka: str, database_url: str, master_key: bytes, home: Path) -> dict[str, str]:
     """Environment for a `registre` command or a worker pointed at external services."""
     env = base_env()
     env.update(REGISTRE_KAFKA=kafka, REGISTRE_DATABASE_URL=database_url,
                REGISTRE_MASTER_KEY=base64.b64encode(master_key).decode(),
+               REGISTRE_SIGNING_KEY=signing_key_for(master_key),
                REGISTRE_HOME=str(home))
     return env
 

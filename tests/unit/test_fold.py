@@ -135,15 +135,30 @@ def test_account_created_on_a_live_account_is_rejected():
         apply(view, created(at="2026-03-02T10:00:00+01:00", first_name="Autre"))
 
 
-def test_account_created_again_after_deletion_opens_a_new_account():
-    view = fold([created(), rec("AccountDeleted", "2026-03-05T10:00:00Z",
-                                {"requested_by": "subject"})])
-    again = created(at="2026-04-01T10:00:00Z", first_name="Zoé")
-    view = apply(view, again)
-    assert view["status"] == "active" and view["deleted_at"] is None
-    assert view["created_at"] == "2026-04-01T10:00:00Z"
-    assert reveal(view["personal"])["first_name"] == "Zoé"
-    assert {ref["e"] for ref in view["personal"].values()} == {again.event_id}
+def test_account_created_after_the_account_ended_is_rejected():
+    # domain.md, "Time and trust": a subject whose account ended cannot open a new account
+    # under the same subject_id (issue 11 replaced "opens a new account")
+    for end in (rec("AccountDeleted", "2026-03-05T10:00:00Z", {"requested_by": "subject"}),
+                rec("ErasureRequested", "2026-03-05T10:00:00Z", {"requested_by": "subject"})):
+        view = fold([created(), end])
+        with pytest.raises(Rejected, match="account of this subject ended"):
+            apply(view, created(at="2026-04-01T10:00:00Z", first_name="Zoé"))
+        assert view["status"] in ("deleted", "erased")
+
+
+def test_facts_retention_counts_from_are_dated_no_later_than_their_arrival():
+    arrived = datetime(2026, 3, 5, 10, 0, tzinfo=UTC)
+    view = apply(None, created())
+    for kind, data in (("DocumentIssued", {"kind": "invoice", "document_ref": "F-1"}),
+                       ("LegalHoldPlaced", {"case_ref": "LIT-1", "reason": "dispute"}),
+                       ("AccountDeleted", {"requested_by": "subject"})):
+        view = apply(view, rec(kind, "2026-03-05T10:03:00Z", data), arrived)
+    assert view["deleted_at"] == "2026-03-05T10:00:00Z"
+    assert view["documents"][0]["at"] == "2026-03-05T10:00:00Z"
+    assert view["holds"]["LIT-1"]["since"] == "2026-03-05T10:00:00Z"
+    earlier = apply(None, rec("ErasureRequested", "2026-03-05T09:00:00Z",
+                              {"requested_by": "subject"}), arrived)
+    assert earlier["erased_at"] == "2026-03-05T09:00:00Z"  # an earlier instant stays
 
 
 def test_account_updated_rectifies_only_the_given_fields():
