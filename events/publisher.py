@@ -112,10 +112,10 @@ class Publisher:
 
         Raises InvalidEvent (naming the field) for an event that must not be published.
         """
-        errors, valid = self._checked([event])
+        errors, valid, ended = self._checked([event])
         if errors:
             raise errors[0][1]
-        self._send([e for _, e in valid])
+        self._send([e for _, e in valid], ended)
         return valid[0][1]
 
     def publish_many(self, items: Iterable[Event | Mapping[str, Any]]) -> PublishReport:
@@ -125,10 +125,10 @@ class Publisher:
         account ended. Reported as ``redacted``: the events about an erased subject, stored with
         their personal fields redacted.
         """
-        errors, valid = self._checked(items)
+        errors, valid, ended = self._checked(items)
         report = PublishReport(rejected=[(i, str(exc)) for i, exc in errors])
         if valid:
-            redacted = self._send([e for _, e in valid])
+            redacted = self._send([e for _, e in valid], ended)
             report.published = len(valid)
             report.redacted = [index for (index, _), r in zip(valid, redacted, strict=True) if r]
         log.info("published", events=report.published, rejected=len(report.rejected),
@@ -136,8 +136,9 @@ class Publisher:
         return report
 
     def _checked(self, items: Iterable[Event | Mapping[str, Any]]
-                 ) -> tuple[list[tuple[int, InvalidEvent]], list[tuple[int, Event]]]:
-        """(refusals by index, valid events by index), judged at the publisher's clock."""
+                 ) -> tuple[list[tuple[int, InvalidEvent]], list[tuple[int, Event]], set[str]]:
+        """(refusals by index, valid events by index, the subjects whose account ended),
+        judged at the publisher's clock."""
         errors: list[tuple[int, InvalidEvent]] = []
         valid: list[tuple[int, Event]] = []
         now = self._clock()
@@ -146,18 +147,17 @@ class Publisher:
                 valid.append((index, self._validate(item, now)))
             except InvalidEvent as exc:
                 errors.append((index, exc))
-        reopened = self._reopened(valid)
+        ended = self.keystore.ended_subjects({e.subject_id for _, e in valid}) if valid else set()
+        reopened = self._reopened(valid, ended)
         if reopened:
             errors = sorted([*errors, *((i, InvalidEvent("subject_id", ENDED)) for i in reopened)],
                             key=lambda pair: pair[0])
             valid = [(i, e) for i, e in valid if i not in reopened]
-        return errors, valid
+        return errors, valid, ended
 
-    def _reopened(self, valid: list[tuple[int, Event]]) -> set[int]:
+    def _reopened(self, valid: list[tuple[int, Event]], ended: set[str]) -> set[int]:
         """The AccountCreated for a subject whose account ended, other than the original one
         published again (a retry: the processors apply an event id once)."""
-        opening = {e.subject_id for _, e in valid if e.type == "AccountCreated"}
-        ended = self.keystore.ended_subjects(opening) if opening else set()
         candidates = [(i, e) for i, e in valid
                       if e.type == "AccountCreated" and e.subject_id in ended]
         if not candidates:
@@ -178,13 +178,15 @@ class Publisher:
         except KafkaError as exc:
             raise PublishError(f"broker did not acknowledge: {type(exc).__name__}") from None
 
-    def _send(self, valid: list[Event]) -> list[bool]:
+    def _send(self, valid: list[Event], ended: set[str]) -> list[bool]:
         """Encrypt and encode every event, then produce them all and wait for the acks.
 
-        Returns, per event, whether a personal field was written redacted (no key: erased).
+        Returns, per event, whether a personal field was written redacted: no key is used for
+        a subject whose account ended (the keys it still has are kept for what it had).
         """
         needed = [key_refs(event, self.catalogue) for event in valid]
-        found = self.keystore.keys_for_writing(set().union(*needed))
+        wanted = {ref for refs in needed for ref in refs if ref.subject_id not in ended}
+        found = self.keystore.keys_for_writing(wanted)
         redacted = [not refs <= found.keys() for refs in needed]
         keys = KeyRing(found)  # each key prepared once
         encoded = [encode(event, keys, self.catalogue) for event in valid]  # all, before sending

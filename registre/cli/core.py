@@ -92,14 +92,18 @@ def publish(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(f"{args.file}: no events (the file is empty)")
     rejected = [{"line": ln.number, "error": ln.error} for ln in lines if ln.error]
     good = [ln for ln in lines if not ln.error]
-    published = 0
+    published, redacted = 0, []
     if good:
         with Registre(settings).publisher() as publisher:
             report = publisher.publish_many(ln.value for ln in good)
         published = report.published
         rejected += [{"line": good[i].number, "error": err} for i, err in report.rejected]
+        redacted = [good[i].number for i in report.redacted]
     rejected.sort(key=lambda r: r["line"])
-    emit({"published": published, "rejected": rejected}, as_json=True)
+    answer: dict[str, Any] = {"published": published, "rejected": rejected}
+    if redacted:  # lines about an erased subject, stored with their personal fields redacted
+        answer["redacted"] = redacted
+    emit(answer, as_json=True)
     if rejected:
         first = rejected[0]
         print(f"registre publish: {len(rejected)} line(s) rejected (first: line {first['line']}: "
