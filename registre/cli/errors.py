@@ -26,6 +26,7 @@ _EXPECTED = (
     ("registre.services.audit", "UnknownSubject"), ("registre.services.audit", "BadQuestion"),
     ("registre.services.audit", "RecordsPastRetention"),
     ("registre.services.erasure", "NoSuchSubject"), ("registre.services.erasure", "BadBackup"),
+    ("processors.rules.requests", "RequestRefused"),
 )
 _BUILTIN = (LookupError, TimeoutError, OSError)
 
