@@ -75,11 +75,13 @@ def _event(kind: str, subject_id: str, at: datetime, data: Doc) -> Doc:
 def describe(subject_id: str, entry: Entry, now: datetime) -> Doc:
     """A request's document at ``now`` (without the matching evidence)."""
     status, late = status_at(entry, now)
+    ext = entry["extension"]
+    extension = ext and {k: ext[k] for k in ("months", "reason", "at", "event_id")}
     return {"request_id": entry["request_id"], "subject_id": subject_id,
             "kind": entry["kind"], "channel": entry["channel"],
             "identity_verified": entry["identity_verified"],
             "received_at": entry["received_at"], "deadline": entry["deadline"],
-            "status": status, "late": late, "extension": entry["extension"],
+            "status": status, "late": late, "extension": extension,
             "completed_at": entry["completed_at"], "outcome": entry["outcome"],
             "reason": entry["reason"], "received_event_id": entry["received_event_id"],
             "completed_event_id": entry["completed_event_id"]}
