@@ -19,6 +19,12 @@ A request's document: ``request_id``, ``subject_id``, ``kind``, ``channel``,
 ``outcome``, ``reason``, the event ids, and for a fulfilled erasure or access/portability
 request what it ``expects`` (``ErasureRequested`` or ``export``), the ``matching`` evidence
 found at or before the completion (null when none) and a ``problem`` when none was found.
+
+Errors, each one line: `registre.services.audit.BadQuestion` (a malformed request id, subject
+id, status, instant or number), `events.validation.InvalidEvent` (a value the event schema
+refuses: kind, channel, outcome, a blank reason), `UnknownRequest` (no such request), and
+`processors.rules.requests.RequestRefused` (the rules refuse it: a second or late extension,
+a request already completed). A web route answers them 422, 422, 404 and 409.
 """
 
 from __future__ import annotations
@@ -169,6 +175,8 @@ def extend_request(conn: psycopg.Connection, publisher: Publisher, policy: Polic
                    request_id: str, months: int, reason: str, now: datetime) -> Doc:
     """Publish a RequestExtended for a known request, if the rules allow it at ``now``."""
     now = ensure_utc(now, "now")
+    if isinstance(months, bool) or not isinstance(months, int):
+        raise BadQuestion(f"months {months!r}: expected a whole number")
     subject_id, entry = lookup(conn, request_id)
     extend(entry, entry["request_id"], months, reason, now, "-", policy)  # refused: raises
     published = publisher.publish(_event("RequestExtended", subject_id, now, {

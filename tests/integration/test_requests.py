@@ -194,6 +194,34 @@ def test_refusals_at_the_command_and_in_the_processors(desk: Desk) -> None:
     assert desk.rows() == before
     overdue = desk.json("requests", "list", "--overdue")["requests"]
     assert [(r["request_id"], r["extension"]) for r in overdue] == [(old_id, None)]
+    check_the_desk_in_process(desk, rid)
+
+
+def check_the_desk_in_process(desk: Desk, rid: str) -> None:
+    """What a web route calls: the same documents, and errors it can tell apart."""
+    from events.validation import InvalidEvent
+    from processors.rules.requests import RequestRefused
+    from registre.bootstrap import Registre
+    from registre.services.audit import BadQuestion
+    from registre.services.compliance import Compliance
+    from registre.services.requests import UnknownRequest
+    from registre.settings import Settings
+
+    compliance = Compliance(Registre(Settings.from_env(desk.env)), "route-test")
+    listed = compliance.requests()
+    assert listed["requests"] == desk.json("requests", "list")["requests"]
+    assert compliance.request(rid) == desk.json("requests", "show", rid)
+    for call, error in [
+        (lambda: compliance.extend_request(rid, "2", "why"), BadQuestion),  # type: ignore[arg-type]
+        (lambda: compliance.extend_request(rid, 1, "why"), RequestRefused),
+        (lambda: compliance.complete_request(rid, "done"), InvalidEvent),
+        (lambda: compliance.complete_request(str(uuid.uuid4()), "refused"), UnknownRequest),
+        (lambda: compliance.open_request(ACCESS, "access", "fax"), InvalidEvent),
+        (lambda: compliance.requests("late"), BadQuestion),
+        (lambda: compliance.requests(subject="someone@example.org"), BadQuestion),
+    ]:
+        with pytest.raises(error):
+            call()
 
 
 def test_completed_erasure_and_access_requests_show_their_matching_erasure_or_export(
