@@ -38,6 +38,7 @@ _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 _IPV4_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
 _IPV4 = re.compile(rf"{_IPV4_OCTET}(?:\.{_IPV4_OCTET}){{3}}")
 _NOT_IP_CHAR = re.compile(r"[^0-9A-Fa-f.:%]")
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1  # an Avro int
 _ARRAY_ITEMS_COMPILED = 64  # item checkers kept per array field (their names hold the index)
 
 Checker = Callable[[Any], Any]
@@ -185,6 +186,8 @@ def _compile(schema: Any, spec: dict[str, Any], field: str) -> Checker:
         return _string(spec.get("format"), field)
     if kind == "boolean":
         return _boolean(spec, field)
+    if kind == "int":
+        return _integer(spec, field)
     if kind == "enum":
         return _enum(schema["symbols"], field)
     if kind == "array":
@@ -281,6 +284,25 @@ def _boolean(spec: dict[str, Any], field: str) -> Checker:
         return value
 
     return check_boolean
+
+
+def _integer(spec: dict[str, Any], field: str) -> Checker:
+    """A whole number (not a boolean, not 1.0), within the field's "minimum" and "maximum"
+    (by default the range of an Avro int, 32 bits)."""
+    low, high = spec.get("minimum", _INT_MIN), spec.get("maximum", _INT_MAX)
+
+    def check_integer(value: Any) -> int:
+        if value is None:
+            raise _required(field)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidEvent(field, "expected a whole number")
+        if value < low:
+            raise InvalidEvent(field, f"must be at least {low}")
+        if value > high:
+            raise InvalidEvent(field, f"must be at most {high}")
+        return value
+
+    return check_integer
 
 
 def _enum(symbols: list[str], field: str) -> Checker:

@@ -5,9 +5,11 @@ came in the log: sealed bytes (base64) with the context needed to decrypt them o
 (event id, type, instant, field path). Destroying a key therefore makes every copy unreadable
 at once, with no table to scrub.
 
-The fold is a table of small handlers, one per event type (`_HANDLERS`). It needs one duration,
-the validity of a consent choice, which it reads from the policy it is built with
-(`ViewFold(policy)`): the same policy the sweep, the audit answers and the export read.
+The fold is a table of small handlers, one per event type (`_HANDLERS`). The durations it needs
+(the validity of a consent choice, the deadline of a data-subject request) come from the policy
+it is built with (`ViewFold(policy)`): the same policy the sweep, the audit answers and the
+export read. A subject's data-subject requests are kept under ``requests`` by the pure rules of
+`processors.rules.requests`.
 
 No event's own time is the ledger's clock. The facts the retention rules count from (the end
 of the account, a document, a legal hold) are dated ``min(occurred_at, arrived_at)``, where
@@ -27,6 +29,7 @@ from events.codec import Record
 from events.crypto import REDACTED, sealed_version
 from events.model import format_instant
 from processors.rules.policy import Policy
+from processors.rules.requests import REQUEST_EVENTS, RequestRefused, apply_request
 from processors.rules.timeutil import add_months
 
 PERSONAL_GROUPS = {"identity": ("gender", "last_name", "first_name"),
@@ -55,6 +58,7 @@ def empty_view(subject_id: str) -> View:
         "authorisations": {},
         "holds": {},
         "documents": [],
+        "requests": {},
         "counts": {"events": 0, "connections": 0, "disclosures": 0,
                    "unauthorised_disclosures": 0, "documents": 0},
         "last_event_at": None,
@@ -218,6 +222,14 @@ def _hold_released(fold: ViewFold, v: View, record: Record, at: str) -> None:
     v["holds"] = {c: h for c, h in v["holds"].items() if c != case}
 
 
+def _request(fold: ViewFold, v: View, record: Record, at: str) -> None:
+    try:
+        v["requests"] = apply_request(v.get("requests", {}), record.type, record.data,
+                                      record.occurred_at, record.event_id, fold.policy)
+    except RequestRefused as exc:
+        raise Rejected(str(exc)) from None
+
+
 # the facts the retention rules count from: dated no later than their arrival
 _ARRIVAL_DATED = frozenset({"AccountDeleted", "ErasureRequested", "DocumentIssued",
                             "LegalHoldPlaced"})
@@ -235,4 +247,5 @@ _HANDLERS: dict[str, Handler] = {
     "ErasureRequested": _erasure_requested,
     "LegalHoldPlaced": _hold_placed,
     "LegalHoldReleased": _hold_released,
+    **{kind: _request for kind in REQUEST_EVENTS},
 }

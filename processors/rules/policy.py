@@ -1,4 +1,7 @@
-"""The retention policy as data: every duration of domain.md, changeable by a policy file.
+"""The policy as data: every duration of domain.md, changeable by a policy file.
+
+The retention durations, and the response time to data-subject requests (GDPR art. 12(3): one
+month, extendable once by up to two more), are all calendar months read from here.
 
 The defaults live in ``schemas/policy.default.json`` (documented entry by entry) and nowhere
 else: the ``Policy`` dataclass reads its defaults from that file, so ``Policy()`` is the default
@@ -45,7 +48,7 @@ def _packaged(name: str) -> Any:
 
 @dataclass(frozen=True)
 class Policy:
-    """Every retention duration, in calendar months (meanings: the packaged policy file)."""
+    """Every duration, in calendar months (meanings: the packaged policy file)."""
 
     # identity/contact kept until end of account + N months when a DocumentIssued exists
     identity_contact_after_end_with_document_months: int = _packaged(
@@ -56,6 +59,10 @@ class Policy:
     consent_validity_months: int = _packaged("consent_validity_months")
     # sharing and disclosure records kept N months after the end of the account
     sharing_records_after_end_months: int = _packaged("sharing_records_after_end_months")
+    # a data-subject request is due N months after its receipt (GDPR art. 12(3))
+    request_response_months: int = _packaged("request_response_months")
+    # ... extendable once, within those first months, by 1 up to N more months
+    request_extension_max_months: int = _packaged("request_extension_max_months")
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -26,7 +26,7 @@ _EXPECTED = (
     ("registre.services.audit", "UnknownSubject"), ("registre.services.audit", "BadQuestion"),
     ("registre.services.audit", "RecordsPastRetention"),
     ("registre.services.erasure", "NoSuchSubject"), ("registre.services.erasure", "BadBackup"),
-    ("registre.files", "UnsafePath"),
+    ("registre.files", "UnsafePath"), ("processors.rules.requests", "RequestRefused"),
 )
 _BUILTIN = (LookupError, TimeoutError, OSError)
 

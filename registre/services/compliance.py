@@ -21,6 +21,7 @@ from events.publisher import Publisher
 from processors.rules.policy import Policy
 from projections.queries import customer_view
 from registre.services import audit, erasure, export, views
+from registre.services import requests as data_requests
 from registre.services.audit import UnknownSubject, check_purpose, check_subject, require_case
 from registre.services.verify import verify_document
 
@@ -146,3 +147,29 @@ class Compliance:
             published = publisher.publish(event)
         return {"published": published.type, "event_id": published.event_id,
                 "subject_id": published.subject_id, "case_ref": case}
+
+    # --- data-subject requests (`registre.services.requests`) --------------------------------
+
+    def open_request(self, subject: str, kind: str, channel: str, identity_verified: bool = False,
+                     received_at: datetime | None = None) -> Doc:
+        with self.ctx.publisher() as publisher:
+            return data_requests.open_request(publisher, self.policy, subject, kind, channel,
+                                              identity_verified, self.ctx.clock(), received_at)
+
+    def extend_request(self, request_id: str, months: int, reason: str) -> Doc:
+        with self.ctx.connect() as conn, self.ctx.publisher() as publisher:
+            return data_requests.extend_request(conn, publisher, self.policy, request_id,
+                                                months, reason, self.ctx.clock())
+
+    def complete_request(self, request_id: str, outcome: str, reason: str | None = None) -> Doc:
+        with self.ctx.connect() as conn, self.ctx.publisher() as publisher:
+            return data_requests.complete_request(conn, publisher, request_id, outcome, reason,
+                                                  self.ctx.clock())
+
+    def requests(self, status: str | None = None, subject: str | None = None) -> Doc:
+        with self.ctx.connect() as conn:
+            return data_requests.list_requests(conn, self.ctx.clock(), status, subject)
+
+    def request(self, request_id: str) -> Doc:
+        with self.ctx.connect() as conn:
+            return data_requests.show_request(conn, request_id, self.ctx.clock())

@@ -31,6 +31,22 @@ def test_domain_defaults() -> None:
     assert p.connection_location_months == 13
     assert p.consent_validity_months == 13
     assert p.sharing_records_after_end_months == 60
+    # GDPR art. 12(3): one month after receipt, extendable once by up to two more
+    assert p.request_response_months == 1
+    assert p.request_extension_max_months == 2
+
+
+def test_every_duration_is_known_by_name() -> None:
+    assert DURATION_NAMES == (
+        "identity_contact_after_end_with_document_months", "connection_location_months",
+        "consent_validity_months", "sharing_records_after_end_months",
+        "request_response_months", "request_extension_max_months")
+
+
+def test_request_durations_can_be_overridden(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"durations": {"request_extension_max_months": 0,'
+                           ' "request_response_months": {"months": 2, "doc": "stricter law"}}}')
+    assert load_policy(path) == Policy(request_response_months=2, request_extension_max_months=0)
 
 
 def test_default_file_is_the_dataclass_defaults() -> None:

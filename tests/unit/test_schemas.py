@@ -19,6 +19,7 @@ WEBSITE_TYPES = {
     "AccountCreated", "AccountUpdated", "ConnectionRecorded", "ConsentGiven", "ConsentRefused",
     "ConsentWithdrawn", "SharingAuthorised", "SharingRevoked", "DataShared", "DocumentIssued",
     "AccountDeleted", "ErasureRequested", "LegalHoldPlaced", "LegalHoldReleased",
+    "RequestReceived", "RequestExtended", "RequestCompleted",
 }
 REGISTRE_TYPES = {"ConsentExpired", "KeysDestroyed", "ErasureCompleted"}
 
@@ -170,6 +171,28 @@ def test_enumerations_match_domain_md():
     assert named["registre.events.Mechanism"]["symbols"] == ["banner_ok", "settings_page", "api"]
     assert named["registre.events.Basis"]["symbols"] == [
         "authorisation", "processor_contract", "legal_obligation"]
+    assert named["registre.events.RequestKind"]["symbols"] == [
+        "access", "rectification", "erasure", "restriction", "objection", "portability"]
+    assert named["registre.events.RequestChannel"]["symbols"] == [
+        "email", "post", "web_form", "phone", "in_person"]
+    assert named["registre.events.RequestOutcome"]["symbols"] == [
+        "fulfilled", "partially_fulfilled", "refused"]
+
+
+def test_request_events_are_the_ones_of_domain_md():
+    types = load_catalogue().types
+    fields = {name: {f["name"]: f for f in types[name].data_fields}
+              for name in ("RequestReceived", "RequestExtended", "RequestCompleted")}
+    assert list(fields["RequestReceived"]) == ["request_id", "kind", "channel",
+                                               "identity_verified"]
+    assert list(fields["RequestExtended"]) == ["request_id", "months", "reason"]
+    assert list(fields["RequestCompleted"]) == ["request_id", "outcome", "reason"]
+    for name in fields:
+        assert fields[name]["request_id"]["type"] == {"type": "string", "logicalType": "uuid"}
+        assert types[name].origin == "website" and not types[name].pii
+    assert fields["RequestExtended"]["months"]["type"] == "int"
+    assert fields["RequestExtended"]["months"]["minimum"] == 1
+    assert fields["RequestCompleted"]["reason"]["type"] == ["null", "string"]
 
 
 def test_topic_manifest():

@@ -101,6 +101,8 @@ def test_invalid_examples_cover_every_kind_of_mistake():
         "data.nickname", "extra",  # unknown fields
         "type",  # unknown type
         "subject_id",  # an email, an IP
+        "data.months",  # not a whole number, below 1
+        "data.kind", "data.channel", "data.outcome",  # not one of the request enums
     } <= fields
 
 
@@ -283,3 +285,20 @@ def test_uuid_fields_inside_data_stay_strings():
     assert record.data["trigger_event_id"] == obj["data"]["trigger_event_id"]
     assert isinstance(record.data["trigger_event_id"], str)
     uuid.UUID(record.data["trigger_event_id"])
+
+
+@pytest.mark.parametrize("months, reason", [
+    (True, "expected a whole number"), (2.0, "expected a whole number"),
+    (-1, "must be at least 1"), (2**31, "must be at most 2147483647"),
+])
+def test_whole_numbers_are_ints_within_their_range(months, reason):
+    obj = copy.deepcopy(dict(VALID)["RequestExtended:1"])
+    obj["data"]["months"] = months
+    with pytest.raises(InvalidEvent, match=f"^data.months: {reason}$"):
+        parse_event(obj)
+
+
+def test_an_int_field_round_trips_as_an_int():
+    event = parse_event(dict(VALID)["RequestExtended:1"])
+    record = decode(encode(event, {}))
+    assert record.data["months"] == 2 and type(record.data["months"]) is int
