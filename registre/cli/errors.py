@@ -26,6 +26,8 @@ _EXPECTED = (
     ("registre.services.audit", "UnknownSubject"), ("registre.services.audit", "BadQuestion"),
     ("registre.services.audit", "RecordsPastRetention"),
     ("registre.services.erasure", "NoSuchSubject"), ("registre.services.erasure", "BadBackup"),
+    ("registre.services.tokens", "BadTokenRequest"), ("registre.services.tokens", "NoSuchToken"),
+    ("projections.tokens", "NameTaken"),
 )
 _BUILTIN = (LookupError, TimeoutError, OSError)
 
