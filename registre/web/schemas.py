@@ -16,9 +16,9 @@ from importlib import resources
 from typing import Any
 
 from events.catalogue import Catalogue, EventType
+from events.validation import MAX_STRING
 
 Schema = dict[str, Any]
-MAX_STRING = 1000  # events.validation.MAX_STRING
 _FORMATS: dict[str, Schema] = {
     "email": {"format": "email"},
     "phone": {"pattern": r"^\+?[0-9][0-9 ().-]{4,22}$"},

@@ -14,14 +14,14 @@ from registre.web.errors import ApiError
 from registre.web.routes.common import desk, document, instant
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
-Compliance = Annotated[Caller, Depends(require("compliance"))]
+Reader = Annotated[Caller, Depends(require("compliance"))]
 Value = Annotated[str | None, Query(min_length=1, max_length=1000)]
 MAX_DAYS = 36_600
 
 
 @router.get("/lookup", responses=docs.responses(docs.LOOKUP),
             summary="subjects holding this email or phone (keyed lookup index)")
-def lookup(request: Request, caller: Compliance, email: Value = None,
+def lookup(request: Request, caller: Reader, email: Value = None,
            phone: Value = None) -> Response:
     if (email is None) == (phone is None):
         raise ApiError(422, "query: give exactly one of email or phone")
@@ -31,7 +31,7 @@ def lookup(request: Request, caller: Compliance, email: Value = None,
 @router.get("/schedule", responses=docs.responses(docs.SCHEDULE),
             summary="destructions due in the next N days, active holds "
                     "(as `registre audit schedule --json`)")
-def schedule(request: Request, caller: Compliance,
+def schedule(request: Request, caller: Reader,
              days: Annotated[int, Query(ge=0, le=MAX_DAYS)] = 30,
              now: Annotated[str | None, Query(description="count from this RFC 3339 instant "
                                                           "(default: now)")] = None
@@ -42,5 +42,5 @@ def schedule(request: Request, caller: Compliance,
 
 @router.get("/verify", responses=docs.responses(docs.VERIFY),
             summary="integrity of the whole log (as `registre verify --json`)")
-def verify(request: Request, caller: Compliance) -> Response:
+def verify(request: Request, caller: Reader) -> Response:
     return document(desk(request, caller).verify())

@@ -16,7 +16,7 @@ from registre.web.auth import require
 from registre.web.routes.common import Case, Instant, desk, document, instant, subject_id
 
 router = APIRouter(prefix="/v1/subjects", tags=["subjects"])
-Compliance = Annotated[Caller, Depends(require("compliance"))]
+Reader = Annotated[Caller, Depends(require("compliance"))]
 Subject = Annotated[str, Depends(subject_id)]
 _named = load_catalogue().named_types
 
@@ -46,19 +46,19 @@ class ErasureBody(BaseModel):
 
 @router.get("/{subject_id}", responses=docs.responses(docs.VIEW, 404),
             summary="the customer view (as `registre view --json`); recorded in the access log")
-def view(request: Request, subject: Subject, case: Case, caller: Compliance) -> Response:
+def view(request: Request, subject: Subject, case: Case, caller: Reader) -> Response:
     return document(desk(request, caller).view(subject, case))
 
 
 @router.get("/{subject_id}/timeline", responses=docs.responses(docs.TIMELINE, 404),
             summary="every event, decrypted where its key exists, else marked destroyed")
-def timeline(request: Request, subject: Subject, case: Case, caller: Compliance) -> Response:
+def timeline(request: Request, subject: Subject, case: Case, caller: Reader) -> Response:
     return document(desk(request, caller).timeline(subject, case))
 
 
 @router.get("/{subject_id}/consent", responses=docs.responses(docs.CONSENT, 404),
             summary="consent for a purpose at an instant (as `registre audit consent --json`)")
-def consent(request: Request, subject: Subject, caller: Compliance, at: Instant,
+def consent(request: Request, subject: Subject, caller: Reader, at: Instant,
             purpose: Annotated[str, Query(json_schema_extra={"enum": list(purposes())})]
             ) -> Response:
     return document(desk(request, caller).consent(subject, purpose, instant(at, "at")))
@@ -66,33 +66,33 @@ def consent(request: Request, subject: Subject, caller: Compliance, at: Instant,
 
 @router.get("/{subject_id}/disclosures", responses=docs.responses(docs.DISCLOSURES, 404, 410),
             summary="who received the data (as `registre audit disclosures --json`)")
-def disclosures(request: Request, subject: Subject, caller: Compliance) -> Response:
+def disclosures(request: Request, subject: Subject, caller: Reader) -> Response:
     return document(desk(request, caller).disclosures(subject))
 
 
 @router.get("/{subject_id}/erasure", responses=docs.responses(docs.ERASURE, 404),
             summary="what was destroyed, what is kept (as `registre audit erasure --json`)")
-def erasure(request: Request, subject: Subject, caller: Compliance) -> Response:
+def erasure(request: Request, subject: Subject, caller: Reader) -> Response:
     return document(desk(request, caller).erasure(subject))
 
 
 @router.get("/{subject_id}/as-of", responses=docs.responses(docs.AS_OF, 404),
             summary="the view as it stood at an instant (as `registre audit as-of --json`)")
-def as_of(request: Request, subject: Subject, caller: Compliance, at: Instant,
+def as_of(request: Request, subject: Subject, caller: Reader, at: Instant,
           case: Case) -> Response:
     return document(desk(request, caller).as_of(subject, instant(at, "at"), case))
 
 
 @router.get("/{subject_id}/export", responses=docs.responses(docs.EXPORT, 404),
             summary="the art. 15/20 document (as `registre export --json`)")
-def export(request: Request, subject: Subject, case: Case, caller: Compliance) -> Response:
+def export(request: Request, subject: Subject, case: Case, caller: Reader) -> Response:
     return document(desk(request, caller).export(subject, case))
 
 
 @router.post("/{subject_id}/holds", responses=docs.responses(docs.ACTION),
              summary="place a legal hold: publishes LegalHoldPlaced")
 def place_hold(request: Request, subject: Subject, body: HoldBody,
-               caller: Compliance) -> Response:
+               caller: Reader) -> Response:
     return document(desk(request, caller).place_hold(subject, body.case_ref, body.reason,
                                                      body.categories))
 
@@ -101,13 +101,13 @@ def place_hold(request: Request, subject: Subject, body: HoldBody,
                summary="release a legal hold: publishes LegalHoldReleased")
 def release_hold(request: Request, subject: Subject,
                  case_ref: Annotated[str, Path(min_length=1, max_length=200)],
-                 caller: Compliance) -> Response:
+                 caller: Reader) -> Response:
     return document(desk(request, caller).release_hold(subject, case_ref))
 
 
 @router.post("/{subject_id}/erasure", responses=docs.responses(docs.ACTION),
              summary="request erasure (art. 17): publishes ErasureRequested")
-def request_erasure(request: Request, subject: Subject, caller: Compliance,
+def request_erasure(request: Request, subject: Subject, caller: Reader,
                     body: ErasureBody | None = None) -> Response:
     return document(desk(request, caller).request_erasure(
         subject, (body or ErasureBody()).requested_by))
