@@ -71,7 +71,8 @@ def run(subjects: int = 500, deletions: int = 200, rate: float = 500.0,
            if not k.startswith("REGISTRE_") or k == "REGISTRE_LOG_LEVEL"}
     env["REGISTRE_HOME"] = str(home)
     settings = Settings.from_env(env)
-    proc = subprocess.Popen([sys.executable, "-m", "registre", "run"], env=env, cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "registre", "run", "--no-http"], env=env,
+                            cwd=ROOT,
                            stdout=subprocess.DEVNULL, stderr=open(home / "run.err", "wb"))
     try:
         deadline = time.monotonic() + 120

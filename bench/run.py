@@ -4,6 +4,8 @@
     python -m bench.run --full      # 100k / 300k / 1M events (about an hour on 2 CPUs)
 
 Stages (``--only`` picks some): ``publish`` (bench.publish: Publisher vs raw kafka-python),
+``http`` (bench.http: HTTP batch publishing vs the Python publisher, question latency under
+concurrent clients),
 ``scaling`` (per size: publish, process = bench.processors worker vs bare Faust counter,
 audit = consent per subject, rebuild = bench.rebuild vs aiokafka fetch + decode; the worker's
 RSS at the largest size is the memory figure), ``erasure`` (bench.erasure), ``consent``
@@ -44,6 +46,7 @@ MODES: dict[str, dict[str, Any]] = {
         "erasure": {"subjects": 200, "deletions": 50, "rate": 500.0},
         "consent": {"n_events": 100_000, "queries": 2000, "scans": 3},
         "audit_queries": 1000,
+        "http": {"events": 10_000, "batch": 1000, "repeat": 3, "clients": 8, "queries": 800},
     },
     "full": {
         "sizes": [100_000, 300_000, 1_000_000], "repeat": {100_000: 3},
@@ -52,9 +55,10 @@ MODES: dict[str, dict[str, Any]] = {
         "erasure": {"subjects": 500, "deletions": 200, "rate": 500.0},
         "consent": {"n_events": 1_000_000, "queries": 5000, "scans": 5},
         "audit_queries": 2000,
+        "http": {"events": 30_000, "batch": 1000, "repeat": 3, "clients": 16, "queries": 3200},
     },
 }
-STAGES = ("publish", "scaling", "erasure", "consent")
+STAGES = ("publish", "scaling", "erasure", "consent", "http")
 TOOLS = ("matplotlib", "py-spy", "pyinstrument", "psutil")
 
 
@@ -124,6 +128,14 @@ def stage_consent(mode: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
     result = consent.run(**cfg["consent"], log=say)
     write_results("consent.json" if mode == "full" else f"consent-{mode}.json", result)
+    return result
+
+
+def stage_http(mode: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    from bench import http
+
+    result = http.run(**cfg["http"], log=say)
+    write_results("http.json" if mode == "full" else f"http-{mode}.json", result)
     return result
 
 
@@ -225,7 +237,33 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"log scan {co['full_scan_partition_seconds']['p50']:.2f} s",
             f"{co['speedup_p50']:,.0f}x faster", "p99 < 5 ms", co["meets_target"],
             f"p50 {pm['p50']:.2f} ms; answers equal: {co['all_answers_equal']}")
+    http_rows(results, add, failed)
     return out
+
+
+def http_rows(results: dict[str, Any], add: Callable[..., None],
+              failed: Callable[[str, str], None]) -> None:
+    """The web service's figures (bench.http)."""
+    web = results.get("http")
+    if web and "error" in web:
+        failed("HTTP publishing / question latency", "http")
+        return
+    if not web:
+        return
+    pub, q, cfg = web["publishing"], web["questions"], web["config"]
+    add(f"HTTP batch publishing (POST /v1/events, batches of {cfg['batch']})",
+        f"{pub['http_events_per_s']:,.0f} ev/s",
+        f"Python publisher {pub['python_events_per_s']:,.0f} ev/s", f"{pub['ratio']:.2f}x",
+        ">= 0.5x", pub["meets_target"],
+        f"median of {cfg['repeat']} x {cfg['events']:,} events, one client")
+    api = q["consent_python_api"]
+    for name, text in (("consent", "consent at T"), ("view", "customer view with a case")):
+        r = q[name]
+        add(f"{text} over HTTP, {r['clients']} concurrent clients, {q['subjects']:,} subjects",
+            f"p99 {r['p99']:.1f} ms (p50 {r['p50']:.1f})",
+            f"Python API consent p99 {api['p99']:.2f} ms" if name == "consent" else "-",
+            f"{r['requests_per_s']:,.0f} req/s", "-", None,
+            f"{r['n']} requests, {r['errors']} errors")
 
 
 def format_table(table: list[dict[str, Any]]) -> str:
@@ -313,6 +351,8 @@ def run(mode: str, only: list[str], profile: bool,
                     results[stage] = stage_erasure(mode, cfg)
                 elif stage == "consent":
                     results[stage] = stage_consent(mode, cfg)
+                elif stage == "http":
+                    results[stage] = stage_http(mode, cfg)
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - report, go on
                 results[stage] = {"error": f"{type(exc).__name__}: {exc}",
                                   "traceback": traceback.format_exc()[-4000:]}

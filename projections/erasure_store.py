@@ -3,8 +3,10 @@
 `enforce_hook` runs in the processors' batch transaction: when an account is deleted or erased,
 or a hold released, the keys the policy does not keep are deleted from the key store in the
 same transaction that shows the subject deleted, and the ledger's own record of it goes to the
-outbox. `sweep` does the same for everything that falls due with time. `record_hook` keeps the
-erasure facts of the log (a projection, rebuilt like the others).
+outbox. Destroying the contact key also deletes the subject's rows of the keyed lookup index
+(`projections.lookup`), in that same transaction. `sweep` does the same for everything that
+falls due with time. `record_hook` keeps the erasure facts of the log (a projection, rebuilt
+like the others).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from processors.rules.erasure import (
 from processors.rules.policy import Policy
 from processors.rules.timeutil import add_months, period_of
 from projections import outbox, problems
+from projections.lookup import forget_in
 from projections.writer import Hook, Outcome
 
 Clock = Callable[[], datetime]
@@ -60,6 +63,8 @@ async def carry_out(cur: psycopg.AsyncCursor, doc: dict[str, Any], policy: Polic
         by_reason.setdefault(d.reason, []).append(d.ref)
     for reason, refs in by_reason.items():
         await destroy_in(cur, refs, now, reason)
+    if any(d.ref.category == "contact" for d in p.decision.destroy):
+        await forget_in(cur, subject)  # the lookup index forgets with the contact key
     events = [e for e in [keys_destroyed(p, now, trigger.event_id if trigger else None)] if e]
     if trigger is not None and trigger.type in END_TRIGGERS:
         events.append(erasure_certificate(p, now, trigger.event_id))

@@ -20,7 +20,8 @@ PROCESSOR = "registre_processor"
 PUBLISHER = "registre_publisher"
 COMPLIANCE = "registre_compliance"
 ANALYST = "registre_analyst"
-GROUPS = (PROCESSOR, PUBLISHER, COMPLIANCE, ANALYST)
+ADMIN = "registre_admin"
+GROUPS = (PROCESSOR, PUBLISHER, COMPLIANCE, ANALYST, ADMIN)
 ANALYST_LOGIN = "registre_analyst_login"
 
 # Attributes a login role of ours must have (pg_roles column -> wanted value, ALTER keyword).

@@ -116,12 +116,13 @@ class Registre:
 
     def projection_hooks(self) -> list[tuple[Hook, Sequence[str]]]:
         """(hook, reset statements) of every projection written beside the customer view."""
-        from projections import analytics, consent_history, requests
+        from projections import analytics, consent_history, lookup, requests
 
         return [(record_erasure_facts, RECORD_RESET_SQL),
                 (consent_history.hook, consent_history.RESET_SQL),
                 (analytics.make_hook(self.master_key, self.catalogue), analytics.RESET_SQL),
-                (requests.hook, requests.RESET_SQL)]
+                (requests.hook, requests.RESET_SQL),
+                (lookup.make_hook(self.master_key, self.catalogue), lookup.RESET_SQL)]
 
     def worker_config(self) -> WorkerConfig:
         env = self.settings.env

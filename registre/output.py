@@ -1,4 +1,8 @@
-"""Printing a command's answer: one JSON document, or the same document indented as text."""
+"""Printing a command's answer: one JSON document, or the same document indented as text.
+
+The web service sends the same JSON text (`to_json`), so an answer is byte-for-byte the
+document `--json` prints.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,15 @@ from collections.abc import Callable
 from typing import Any
 
 
+def to_json(answer: Any) -> str:
+    """The JSON text of an answer: what `--json` prints and what the web service sends."""
+    return json.dumps(answer, ensure_ascii=False, default=str)
+
+
 def emit(answer: Any, as_json: bool, text: Callable[[Any], str] | None = None) -> None:
     """Print one JSON document, or the human-readable text of it."""
     if as_json:
-        print(json.dumps(answer, ensure_ascii=False, default=str))
+        print(to_json(answer))
     else:
         print((text or render_text)(answer))
 

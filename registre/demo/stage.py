@@ -60,7 +60,7 @@ class Demo:
         shutil.rmtree(self.home, ignore_errors=True)
         self.home.mkdir(parents=True)
         self.log = open(self.home / "run.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "registre", "run"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "registre", "run", "--no-http"],
                                      env=self.env, stdout=self.log, stderr=self.log,
                                      stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 60

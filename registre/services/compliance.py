@@ -19,8 +19,9 @@ from events.keystore import KeyStore
 from events.model import format_instant
 from events.publisher import Publisher
 from processors.rules.policy import Policy
+from projections.access_log import record_access
 from projections.queries import customer_view
-from registre.services import audit, erasure, export, views
+from registre.services import audit, erasure, export, lookup, timeline, views
 from registre.services import requests as data_requests
 from registre.services.audit import UnknownSubject, check_purpose, check_subject, require_case
 from registre.services.verify import verify_document
@@ -57,13 +58,20 @@ class Compliance:
 
     # --- the customer view ---------------------------------------------------------------------
 
-    def view(self, subject: str) -> Doc:
-        """The current customer view (no personal field once the account has ended)."""
+    def view(self, subject: str, case: str | None = None) -> Doc:
+        """The current customer view (no personal field once the account has ended).
+
+        With ``case`` (the web service always gives one) the read is recorded in the access log
+        before anything is decrypted.
+        """
         check_subject(subject)
         with self.ctx.connect() as conn:
             doc = customer_view(conn, subject)
-        if doc is None:
-            raise UnknownSubject(f"{subject}: no such subject in the customer view")
+            if doc is None:
+                raise UnknownSubject(f"{subject}: no such subject in the customer view")
+            if case is not None:
+                record_access(conn, self.reader, subject, require_case(case), "customer view",
+                              self.ctx.clock())
         with self.ctx.keystore() as keystore:
             return views.render(doc, keystore, self.ctx.clock(), self.policy)
 
@@ -105,6 +113,19 @@ class Compliance:
             return export.export(self.ctx.kafka, conn, keystore, subject, self.ctx.clock(),
                                  self.reader, case, self.policy)
 
+    def timeline(self, subject: str, case: str | None) -> Doc:
+        """Every event of the subject, decrypted where its key exists (recorded first)."""
+        check_subject(subject)
+        case = require_case(case)
+        with self.ctx.connect() as conn, self.ctx.keystore() as keystore:
+            return timeline.timeline(self.ctx.kafka, conn, keystore, subject, case, self.reader,
+                                     self.ctx.clock())
+
+    def lookup(self, email: str | None = None, phone: str | None = None) -> Doc:
+        """The subjects holding that email or phone, from the keyed lookup index."""
+        with self.ctx.connect() as conn:
+            return lookup.lookup(conn, self.ctx.master_key, email, phone)
+
     def schedule(self, days: int, now: datetime | None = None) -> Doc:
         if days < 0:
             raise audit.BadQuestion(f"--days must be 0 or more, got {days}")
@@ -142,11 +163,17 @@ class Compliance:
         check_subject(subject)
         return self._publish(erasure.hold_event(subject, case, self.ctx.clock()), case)
 
-    def _publish(self, event: Doc, case: str) -> Doc:
+    def request_erasure(self, subject: str, requested_by: str = "subject") -> Doc:
+        """Publish ErasureRequested (art. 17): the processors destroy what the policy allows."""
+        check_subject(subject)
+        return self._publish(erasure.erasure_event(subject, self.ctx.clock(), requested_by))
+
+    def _publish(self, event: Doc, case: str | None = None) -> Doc:
         with self.ctx.publisher() as publisher:
             published = publisher.publish(event)
-        return {"published": published.type, "event_id": published.event_id,
-                "subject_id": published.subject_id, "case_ref": case}
+        answer = {"published": published.type, "event_id": published.event_id,
+                  "subject_id": published.subject_id}
+        return answer if case is None else {**answer, "case_ref": case}
 
     # --- data-subject requests (`registre.services.requests`) --------------------------------
 

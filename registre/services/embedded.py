@@ -24,7 +24,15 @@ from events.crypto import MasterKeyError, load_master_key, store_signing_key
 from events.keystore import reapply_tombstones
 from projections.integrity_store import legacy_signing_key
 from projections.migrate import migrate
-from projections.roles import ANALYST, COMPLIANCE, PROCESSOR, PUBLISHER, ensure_login, login_url
+from projections.roles import (
+    ADMIN,
+    ANALYST,
+    COMPLIANCE,
+    PROCESSOR,
+    PUBLISHER,
+    ensure_login,
+    login_url,
+)
 from registre.files import read_or_create_secret, write_private
 from registre.settings import ROLES, Settings, pid_alive
 
@@ -36,7 +44,7 @@ class AlreadyRunning(Exception):
 
 
 GROUPS = {"processor": PROCESSOR, "publisher": PUBLISHER, "compliance": COMPLIANCE,
-          "analyst": ANALYST}
+          "analyst": ANALYST, "admin": ADMIN}
 
 
 def _passfile_url(url: str, login: str, passfile: Path) -> str:

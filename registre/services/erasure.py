@@ -166,6 +166,14 @@ def hold_event(subject: str, case_ref: str, now: datetime, reason: str | None = 
             "source": "registre-compliance", "data": data}
 
 
+def erasure_event(subject: str, now: datetime, requested_by: str = "subject"
+                  ) -> dict[str, Any]:
+    """An ErasureRequested event in canonical JSON form (recorded by compliance staff)."""
+    return {"event_id": str(uuid.uuid4()), "type": "ErasureRequested", "subject_id": subject,
+            "occurred_at": format_instant(now), "source": "registre-compliance",
+            "data": {"requested_by": requested_by}}
+
+
 def backup_keys(keystore: KeyStore, path: Path) -> int:
     """Every wrapped key to ``path``: created 0600 before the first byte, written whole."""
     rows = keystore.backup()

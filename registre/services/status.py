@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from typing import Any
 
 import psycopg
@@ -35,10 +36,22 @@ def describe(settings: Settings) -> dict[str, Any]:
         "kafka": kafka,
         "database_url": safe_url(runtime.get("database_url") or settings.url_for("owner")),
         "analyst_database_url": runtime.get("analyst_database_url"),
+        "http": served(runtime.get("http")),
         "topics": topics,
         "processors": processors,
         "problems": problems,
     }
+
+
+def served(url: Any) -> str | None:
+    """The web service's URL while it answers ``/healthz``, else None."""
+    if not isinstance(url, str) or not url.startswith("http://"):
+        return None
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=2) as answer:  # noqa: S310
+            return url if answer.status == 200 else None
+    except OSError:
+        return None
 
 
 def _processors(conn: psycopg.Connection) -> list[dict[str, Any]]:

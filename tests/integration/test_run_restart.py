@@ -30,8 +30,8 @@ class Run:
         self.out = self.settings.home.parent / f"{name}.out"
         self.err = self.settings.home.parent / f"{name}.err"
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen([REGISTRE, "run"], env=env, stdout=out, stderr=err,
-                                         stdin=subprocess.DEVNULL, cwd=w.ROOT)
+            self.proc = subprocess.Popen([REGISTRE, "run", "--no-http"], env=env, stdout=out,
+                                         stderr=err, stdin=subprocess.DEVNULL, cwd=w.ROOT)
 
     def stderr(self) -> str:
         return self.err.read_text(errors="replace")
@@ -138,7 +138,7 @@ def test_run_stops_and_starts_again_on_the_same_home(tmp_path, broker):
 
         # a broker whose log is shorter than the projections: refused, nothing reprocessed
         short_env = {**env, "REGISTRE_KAFKA": broker}
-        done = subprocess.run([REGISTRE, "run"], env=short_env, capture_output=True,
+        done = subprocess.run([REGISTRE, "run", "--no-http"], env=short_env, capture_output=True,
                               text=True, timeout=120, cwd=w.ROOT, stdin=subprocess.DEVNULL)
         assert done.returncode != 0
         lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
