@@ -71,6 +71,14 @@ class EmbeddedBroker:
         log.info("broker started", bootstrap=self.bootstrap, pid=self.process.pid)
         return self.bootstrap
 
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
@@ -153,6 +161,41 @@ class EmbeddedPostgres:
                 psycopg.sql.Literal(self.password)))
             hba.write_text(HBA)
             conn.execute("SELECT pg_reload_conf()")
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid, from ``postmaster.pid`` (None when not started)."""
+        try:
+            return int((self.home / "pg" / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    @property
+    def alive(self) -> bool:
+        pid = self.pid
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def restart(self, attempts: int = 20) -> None:
+        """Start the server again after it died (the shared memory of its backends may take a
+        moment to go: retried)."""
+        for attempt in range(attempts):
+            try:
+                self.server._postmaster_info = None  # type: ignore[attr-defined]
+                self.server.ensure_postgres_running()  # type: ignore[attr-defined]
+                return
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+                if attempt == attempts - 1:
+                    raise RuntimeErrorOnStart("the embedded PostgreSQL does not start again"
+                                              " (see its log under pg/)") from None
+                time.sleep(0.5)
 
     def stop(self) -> None:
         if self.server is None:

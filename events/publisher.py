@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import structlog
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from events.catalogue import Catalogue, EventType, load_catalogue, per_type, topic_name
 from events.codec import MAX_MESSAGE, encode, key_refs
+from events.journal import Journal, JournalClosed, Row
 from events.keystore import KeyStore
 from events.model import Event
 from events.sealing import KeyRing
@@ -27,6 +29,9 @@ log = structlog.get_logger("registre.publisher")
 
 TYPE_HEADER = "registre-type"
 SCHEMA_HEADER = "registre-schema"
+
+
+DEFAULT_TIMEOUT = 5.0  # seconds a publish waits for the broker or the database
 
 
 class PublishError(Exception):
@@ -59,8 +64,28 @@ def headers_for(event_type: str, catalogue: Catalogue) -> list[tuple[str, bytes]
     return list(_shared_headers(catalogue.types[event_type]))
 
 
+def _producer(bootstrap: str, timeout: float) -> KafkaProducer:
+    """A producer that gives up within ``timeout`` seconds, with one PublishError."""
+    ms = int(timeout * 1000)
+    try:
+        return KafkaProducer(
+            bootstrap_servers=bootstrap, client_id="registre-publisher", acks="all",
+            enable_idempotence=True, linger_ms=5, max_block_ms=ms, bootstrap_timeout_ms=ms,
+            request_timeout_ms=ms, delivery_timeout_ms=ms + 5, retry_backoff_ms=100,
+            max_request_size=2 * MAX_MESSAGE)
+    except KafkaError as exc:
+        raise PublishError(f"broker {bootstrap} unreachable ({type(exc).__name__})") from None
+
+
 class Publisher:
-    """Publish events to the ledger topic. Use as a context manager: close() flushes."""
+    """Publish events to the ledger. Use as a context manager: close() flushes.
+
+    The acknowledgement is durable either way: with ``journal`` (the embedded default) the
+    records are committed to PostgreSQL before ``publish`` returns and the relay of
+    `registre run` hands them to the broker; without, the broker acknowledges with
+    ``acks=all`` (Apache Kafka with replication). A broker or database that does not answer
+    fails within ``timeout`` seconds with one PublishError naming the cause.
+    """
 
     def __init__(
         self,
@@ -72,6 +97,8 @@ class Publisher:
         producer: KafkaProducer | None = None,
         owns_keystore: bool = False,
         clock: Callable[[], datetime] = _utc_now,
+        journal: Journal | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self._owns_keystore = owns_keystore
         self._clock = clock
@@ -79,17 +106,9 @@ class Publisher:
         self.keystore = keystore
         self.topic = topic or topic_name("ledger")
         self.allow_registre = allow_registre
-        self._producer = producer or KafkaProducer(
-            bootstrap_servers=bootstrap,
-            client_id="registre-publisher",
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            max_block_ms=10_000,
-            bootstrap_timeout_ms=5_000,
-            request_timeout_ms=15_000,
-            max_request_size=2 * MAX_MESSAGE,
-        )
+        self._journal = journal
+        self._timeout = timeout
+        self._producer = producer or (None if journal else _producer(bootstrap, timeout))
 
     def __enter__(self) -> Publisher:
         return self
@@ -98,10 +117,17 @@ class Publisher:
         self.close()
 
     def close(self) -> None:
-        self._producer.flush()
-        self._producer.close()
-        if self._owns_keystore:
-            self.keystore.close()
+        try:
+            if self._producer is not None:
+                self._producer.flush(timeout=self._timeout)
+                self._producer.close(timeout=self._timeout)
+        except KafkaError:
+            pass  # nothing unacknowledged was reported as published
+        finally:
+            if self._journal is not None:
+                self._journal.close()
+            if self._owns_keystore:
+                self.keystore.close()
 
     def _validate(self, item: Event | Mapping[str, Any], now: datetime) -> Event:
         obj = item.to_json() if isinstance(item, Event) else item
@@ -167,16 +193,29 @@ class Publisher:
 
     def send_encoded(self, rows: Iterable[tuple[Any, str, bytes, bytes, list[tuple[str, bytes]]]]
                      ) -> None:
-        """Produce records already encoded (the outbox's: id, topic, key, value, headers) and
-        wait for every acknowledgement."""
+        """Deliver records already encoded (the outbox's: id, topic, key, value, headers)."""
+        self._deliver([(None, topic, key or None, value, headers)
+                       for _, topic, key, value, headers in rows])
+
+    def _deliver(self, rows: list[Row]) -> None:
+        """Make every row durable (journal, or the broker's acks) or raise PublishError."""
+        if self._journal is not None:
+            try:
+                self._journal.append(rows)
+            except JournalClosed as exc:
+                raise PublishError(str(exc)) from None
+            except psycopg.OperationalError as exc:
+                raise PublishError(f"database unreachable ({type(exc).__name__})") from None
+            return
+        assert self._producer is not None
         try:
-            futures = [self._producer.send(topic, key=key or None, value=value, headers=headers)
+            futures = [self._producer.send(topic, key=key, value=value, headers=headers)
                        for _, topic, key, value, headers in rows]
-            self._producer.flush()
+            self._producer.flush(timeout=self._timeout)
             for fut in futures:
-                fut.get(timeout=30)
+                fut.get(timeout=self._timeout)
         except KafkaError as exc:
-            raise PublishError(f"broker did not acknowledge: {type(exc).__name__}") from None
+            raise PublishError(f"broker did not acknowledge ({type(exc).__name__})") from None
 
     def _send(self, valid: list[Event], ended: set[str]) -> list[bool]:
         """Encrypt and encode every event, then produce them all and wait for the acks.
@@ -189,18 +228,8 @@ class Publisher:
         found = self.keystore.keys_for_writing(wanted)
         redacted = [not refs <= found.keys() for refs in needed]
         keys = KeyRing(found)  # each key prepared once
-        encoded = [encode(event, keys, self.catalogue) for event in valid]  # all, before sending
         types = self.catalogue.types
-        futures = []
-        try:
-            for event, value in zip(valid, encoded, strict=True):
-                futures.append(self._producer.send(
-                    self.topic, key=event.subject_id.encode(), value=value,
-                    headers=_shared_headers(types[event.type]),
-                ))
-            self._producer.flush()
-            for fut in futures:
-                fut.get(timeout=30)
-        except KafkaError as exc:
-            raise PublishError(f"broker did not acknowledge: {type(exc).__name__}") from None
+        self._deliver([(event.event_id, self.topic, event.subject_id.encode(),
+                        encode(event, keys, self.catalogue), _shared_headers(types[event.type]))
+                       for event in valid])  # all encoded before any is sent
         return redacted

@@ -28,6 +28,8 @@ class WorkerConfig:
     batch_within: float = 0.05
     sweep_seconds: float = 3600.0
     retry_seconds: float = 30.0  # how soon a subject's failed erasure or sweep is tried again
+    session_seconds: float | None = None  # the group's session timeout (None: 6 s embedded,
+    # 30 s otherwise): how soon the partitions of a worker that died go to another
 
 
 def create_app(config: WorkerConfig) -> faust.App:
@@ -35,7 +37,7 @@ def create_app(config: WorkerConfig) -> faust.App:
     tuning.apply()
     # Against the embedded broker the first rebalance otherwise waits ~30 s (session timeout
     # / 2); a short session timeout brings a worker's start to a few seconds.
-    session = 6.0 if config.embedded else 30.0
+    session = config.session_seconds or (6.0 if config.embedded else 30.0)
     return faust.App(
         PROCESSOR_GROUP,
         broker=f"kafka://{config.kafka}",
@@ -45,7 +47,7 @@ def create_app(config: WorkerConfig) -> faust.App:
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=session,
-        broker_heartbeat_interval=1.0 if config.embedded else 3.0,
+        broker_heartbeat_interval=min(3.0, session / 6),
         broker_rebalance_timeout=session,
         broker_commit_interval=1.0,
         producer_acks=-1,

@@ -51,7 +51,7 @@ class LedgerProjections:
 
     def __init__(self, database_url: str, worker_id: str, fold: Fold, hooks: Sequence[Hook],
                  policy: Policy, clock: Clock, signing_key: Ed25519PrivateKey,
-                 catalogue: Catalogue | None = None) -> None:
+                 catalogue: Catalogue | None = None, journal: bool = False) -> None:
         self.database_url = database_url
         self.worker_id = worker_id
         self.fold = fold
@@ -61,6 +61,7 @@ class LedgerProjections:
         self.catalogue = catalogue or load_catalogue()
         self._conns: dict[str, psycopg.AsyncConnection] = {}
         self._signing = signing_key
+        self._journal = journal  # the outbox goes to the journal (the relay hands it on)
         self._ledger_key = signing_key.public_key()  # ledger facts must carry its signature
         self._outbox_lock = asyncio.Lock()
 
@@ -166,8 +167,14 @@ class LedgerProjections:
     # --- the timers' jobs ----------------------------------------------------------------------
 
     async def publish_pending(self, send: Callable[[list[outbox.Row]], Awaitable[None]]) -> None:
-        """Publish the outbox (the ledger's own facts, the dead letters), then forget it."""
+        """Publish the outbox (the ledger's own facts, the dead letters, checkpoints), then
+        forget it: to the broker with ``send``, or, with the journal, into the journal in one
+        transaction (durable there; the relay hands it to the broker)."""
         async def drain(conn: psycopg.AsyncConnection) -> None:
+            if self._journal:
+                while await outbox.into_journal(conn):
+                    pass
+                return
             while await outbox.drain_async(conn, send):
                 pass
 

@@ -103,6 +103,21 @@ async def drain_async(conn: psycopg.AsyncConnection,
     return len(rows)
 
 
+async def into_journal(conn: psycopg.AsyncConnection, limit: int = 500) -> int:
+    """Move pending rows into the journal, in one transaction: the relay hands them on."""
+    async with conn.transaction(), conn.cursor() as cur:
+        await cur.execute(
+            "WITH moved AS (DELETE FROM projections.outbox WHERE id IN (SELECT id FROM"
+            " projections.outbox ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+            " RETURNING id, event_id, topic, key, value, headers)"
+            " INSERT INTO journal.records (event_id, topic, key, value, headers)"
+            " SELECT event_id, topic, key, value, headers FROM moved ORDER BY id", (limit,))
+        moved = cur.rowcount
+        if moved:
+            await cur.execute("NOTIFY journal")
+    return moved
+
+
 def drain(conn: psycopg.Connection, send: Callable[[list[Row]], None],
           limit: int = 500) -> int:
     """The same as `drain_async`, for the command line."""

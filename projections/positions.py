@@ -8,6 +8,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from events import journal
 from events.catalogue import topic_name
 from events.log import LogReader
 
@@ -34,10 +35,12 @@ def lag(bootstrap: str, database_url: str) -> dict[int, int]:
 
 
 def backlog(bootstrap: str, database_url: str) -> int:
-    """Records not applied yet plus ledger facts not published yet: 0 means settled."""
+    """Records not applied yet, ledger facts not published yet, and records the journal has
+    not handed to the broker yet: 0 means settled."""
     behind = sum(n for n in lag(bootstrap, database_url).values() if n > 0)
     with psycopg.connect(database_url) as conn:
         pending = conn.execute("SELECT count(*) FROM projections.outbox").fetchone()[0]
+        pending += journal.pending(conn)
     return behind + pending
 
 

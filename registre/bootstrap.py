@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from events.catalogue import Catalogue, load_catalogue
 from events.crypto import load_master_key, load_signing_key
+from events.journal import Journal
 from events.keystore import KeyStore
-from events.publisher import Publisher
+from events.publisher import DEFAULT_TIMEOUT, Publisher, PublishError
 from processors.app import WorkerConfig
 from processors.rules.fold import ViewFold
 from processors.rules.policy import Policy, policy_from_env
@@ -104,10 +105,18 @@ class Registre:
         return KeyStore.connect(self.url(role), self.master_key, cache_seconds)
 
     def publisher(self, allow_registre: bool = False) -> Publisher:
-        """A publisher with its own key store (closed with it)."""
-        keystore = self.keystore(cache_seconds=PUBLISHER_KEY_CACHE_SECONDS)
-        return Publisher(self.kafka, keystore, catalogue=self.catalogue,
-                         allow_registre=allow_registre, owns_keystore=True, clock=self.clock)
+        """A publisher with its own key store (closed with it). Its acknowledgement is durable:
+        through the journal with the embedded broker, the broker's acks=all otherwise."""
+        timeout = self.settings.number("REGISTRE_PUBLISH_TIMEOUT", DEFAULT_TIMEOUT)
+        try:
+            keystore = self.keystore(cache_seconds=PUBLISHER_KEY_CACHE_SECONDS)
+            journal = (Journal.connect(self.url("publisher"), timeout)
+                       if self.settings.journal else None)
+        except psycopg.OperationalError as exc:
+            raise PublishError(f"database unreachable ({type(exc).__name__})") from None
+        return Publisher("" if journal else self.kafka, keystore, catalogue=self.catalogue,
+                         allow_registre=allow_registre, owns_keystore=True, clock=self.clock,
+                         journal=journal, timeout=timeout)
 
     # --- the processors ------------------------------------------------------------------------
 
@@ -133,6 +142,7 @@ class Registre:
             batch_size=int(self.settings.number("REGISTRE_BATCH_SIZE", 2000)),
             sweep_seconds=self.settings.number("REGISTRE_SWEEP_SECONDS", 3600),
             retry_seconds=self.settings.number("REGISTRE_RETRY_SECONDS", 30),
+            session_seconds=self.settings.number("REGISTRE_SESSION_SECONDS", 0) or None,
         )
 
     def ledger(self, worker_id: str) -> LedgerProjections:
@@ -140,4 +150,5 @@ class Registre:
         hooks = [hook for hook, _ in self.projection_hooks()]
         hooks.append(enforce_hook(self.policy, self.clock, self.signing_key))
         return LedgerProjections(self.url("processor"), worker_id, self.fold(), hooks, self.policy,
-                                 self.clock, self.signing_key, self.catalogue)
+                                 self.clock, self.signing_key, self.catalogue,
+                                 journal=self.settings.journal)

@@ -65,6 +65,13 @@ class Settings:
             return {}
 
     @property
+    def journal(self) -> bool:
+        """Whether an acknowledgement goes through the journal (PostgreSQL) rather than the
+        broker's acks: yes with the embedded broker, which keeps its log in memory."""
+        flag = self.env.get("REGISTRE_JOURNAL", "")
+        return flag == "1" if flag in ("0", "1") else self.kafka is None
+
+    @property
     def secrets_dir(self) -> Path:
         return self.home / "secrets"
 

@@ -59,6 +59,7 @@ class Runtime:
     kafka: str = ""
     database_url: str = ""  # the owner's: migrations and start-up only
     base_url: str = ""  # the embedded server's, with no user
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     broker: EmbeddedBroker | None = None
     postgres: EmbeddedPostgres | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -84,8 +85,7 @@ class Runtime:
         except BaseException:
             self.stop()
             raise
-        self.record()
-        return self
+        return self  # runtime.json is recorded once the stack accepts events
 
     def _start_services(self) -> None:
         s = self.settings
@@ -151,19 +151,40 @@ class Runtime:
     def embedded_broker(self) -> bool:
         return self.broker is not None
 
+    def down(self) -> list[str]:
+        """The embedded services that died: "broker", "database"."""
+        out = []
+        if self.broker is not None and not self.broker.alive:
+            out.append("broker")
+        if self.postgres is not None and not self.postgres.alive:
+            out.append("database")
+        return out
+
+    def restart_broker(self) -> None:
+        """The embedded broker again, on the same port, with the manifest's topics (empty: the
+        caller restores the archive)."""
+        assert self.broker is not None
+        self.broker.stop()
+        self.kafka = self.broker.start()
+        ensure_topics(self.kafka)
+
+    def restart_database(self) -> None:
+        assert self.postgres is not None
+        self.postgres.restart()
+
     def url_for(self, role: str) -> str:
         return self.extra.get("database_urls", {}).get(role) or self.database_url
 
     def record(self, **extra: Any) -> None:
         """Write HOME/runtime.json (0600, atomically) so that other commands find us."""
         self.extra.update(extra)
-        data = {
+        data: dict[str, Any] = {
             "pid": os.getpid(),
             "home": str(self.settings.home),
             "kafka": self.kafka,
             "database_url": self.database_url,
             "embedded": {"broker": self.broker is not None, "database": self.postgres is not None},
-            "started_at": datetime.now(UTC).isoformat(),
+            "started_at": self.started_at,
             **self.extra,
         }
         write_private(self.settings.runtime_file, json.dumps(data, indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import urllib.request
 from typing import Any
 
@@ -10,7 +11,7 @@ from kafka.admin import KafkaAdminClient
 
 from projections.problems import open_problems
 from registre.errors import UserError
-from registre.settings import Settings, safe_url
+from registre.settings import Settings, pid_alive, safe_url
 
 
 def describe(settings: Settings) -> dict[str, Any]:
@@ -39,6 +40,7 @@ def describe(settings: Settings) -> dict[str, Any]:
         "http": served(runtime.get("http")),
         "topics": topics,
         "processors": processors,
+        "services": services(runtime),
         "problems": problems,
     }
 
@@ -63,8 +65,17 @@ def _processors(conn: psycopg.Connection) -> list[dict[str, Any]]:
         " heartbeat_at > now() - interval '30 seconds' FROM projections.processors"
         " ORDER BY worker_id"
     ).fetchall()
+    here = socket.gethostname()
     return [
         {"worker_id": w, "pid": pid, "host": host, "started_at": s.isoformat(),
-         "heartbeat_at": h.isoformat(), "alive": alive}
-        for w, pid, host, s, h, alive in rows
+         "heartbeat_at": h.isoformat(),
+         # on this machine, whether the process runs (at once); elsewhere, a recent heartbeat
+         "alive": pid_alive(pid) if host == here else fresh}
+        for w, pid, host, s, h, fresh in rows
     ]
+
+
+def services(runtime: dict[str, Any]) -> dict[str, Any]:
+    """Each supervised service as `registre run` last recorded it, alive or not now."""
+    return {name: {**state, "alive": pid_alive(state.get("pid"))}
+            for name, state in (runtime.get("services") or {}).items()}
