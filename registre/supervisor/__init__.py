@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import time
 import warnings
@@ -20,7 +19,7 @@ import structlog
 
 from registre.bootstrap import Registre
 from registre.errors import UserError
-from registre.settings import Settings
+from registre.settings import Settings, check_bindable
 from registre.supervisor.children import spawn
 from registre.supervisor.stack import Stack, service_env
 
@@ -38,18 +37,6 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 def http_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def check_port(host: str, port: int) -> None:
-    """Refuse to start (one line) when the web service's address is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise UserError(f"cannot serve HTTP on {host}:{port}: {exc.strerror} (--http "
-                            "HOST:PORT or --no-http)") from None
 
 
 def _spawners(http: tuple[str, int] | None) -> dict[str, Any]:
@@ -86,7 +73,7 @@ def run_foreground(settings: Settings, workers: int = 1,
     if workers < 1:
         raise UserError("--workers must be at least 1")
     if http is not None:
-        check_port(*http)
+        check_bindable(*http, hint=" (--http HOST:PORT or --no-http)")
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     stack = Stack(settings, workers, _spawners(http))
     try:

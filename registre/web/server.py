@@ -9,26 +9,13 @@ the publisher is flushed and closed at shutdown.
 
 from __future__ import annotations
 
-import socket
 import sys
 
 import uvicorn
 
 from registre.bootstrap import Registre
-from registre.errors import UserError
-from registre.settings import Settings
+from registre.settings import Settings, check_bindable
 from registre.web.app import create_app
-
-
-def check_free(host: str, port: int) -> None:
-    """Fail with one line, before anything starts, when the address is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def serve(settings: Settings, bind: tuple[str, int] | None = None) -> int:
@@ -37,7 +24,7 @@ def serve(settings: Settings, bind: tuple[str, int] | None = None) -> int:
     registre = Registre(settings)
     registre.url("compliance")  # fail now, with one line, when nothing runs
     registre.master_key  # noqa: B018 - the web service holds the keys: it needs the master key
-    check_free(host, port)
+    check_bindable(host, port)
     config = uvicorn.Config(create_app(registre), host=host, port=port, log_config=None,
                             access_log=False, server_header=False, lifespan="on",
                             timeout_graceful_shutdown=10)
