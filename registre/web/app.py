@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from registre.bootstrap import Registre
 from registre.services.readiness import Readiness
 from registre.services.tokens import TokenVerifier
-from registre.web import errors, openapi
+from registre.web import console, errors, openapi
 from registre.web.context import WebContext
 from registre.web.middleware import BodyLimit, Guard, RequestLog
 from registre.web.routes import events, health, ledger, requests, subjects
@@ -55,6 +55,7 @@ def create_app(registre: Registre) -> FastAPI:
     for router in (health.router, events.router, subjects.router, ledger.router,
                    requests.router):
         app.include_router(router)
+    console.install(app)
     errors.install(app)
     openapi.install(app, events.MAX_BATCH)
     app.add_middleware(Guard)  # innermost of the three: added first
