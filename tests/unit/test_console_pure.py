@@ -41,7 +41,7 @@ def event(kind: str, data: dict, source: str = "website-accounts",
     ("DataShared", {"recipient": "desk.example", "recipient_kind": "processor",
                     "service": "assistance", "categories": ["contact"], "country": "IE",
                     "basis": "processor_contract"},
-     "Data shared with desk.example, a processor, (contact) on the basis of a processor"
+     "Data shared with processor desk.example (contact) on the basis of a processor"
      " contract, for assistance, in IE"),
     ("SharingAuthorised", {"recipient": "X", "categories": ["contact"], "purpose": "service"},
      "Sharing with X authorised (contact) for service"),
@@ -159,7 +159,9 @@ def test_a_form_instant_is_paris_time_unless_it_has_an_offset() -> None:
         datetime(2026, 7, 1, 13, 0, 30, tzinfo=UTC)
     assert dates.from_field("2026-03-03T15:00:00+01:00", "at") == \
         datetime(2026, 3, 3, 14, tzinfo=UTC)
-    assert dates.local_value("2026-03-03T14:00:00Z") == "2026-03-03T15:00:00"
+    assert dates.local_value("2026-03-03T14:00:00Z") == "2026-03-03 15:00:00"
+    assert dates.from_field(" 2026-03-03 15:00:30 ", "at") == \
+        datetime(2026, 3, 3, 14, 0, 30, tzinfo=UTC)
     with pytest.raises(dates.BadInstant, match="^at: expected a date"):
         dates.from_field("yesterday at noon", "at")
     with pytest.raises(dates.BadInstant):
@@ -230,3 +232,24 @@ def test_staff_names_roles_and_passwords_are_checked_without_echoing_the_passwor
         with pytest.raises(BadStaffRequest) as refused:
             check_request(name, role, password)
         assert password.strip() not in str(refused.value)
+
+
+def test_requests_read_overdue_first_then_open_then_done() -> None:
+    from registre.web.console.actions import ordered
+
+    def req(rid: str, status: str, deadline: str, completed: str | None = None) -> dict:
+        return {"request_id": rid, "status": status, "deadline": deadline,
+                "completed_at": completed}
+
+    listing = {"now": "2026-03-20T12:00:00Z", "requests": [
+        req("done-old", "done", "2026-03-01T00:00:00Z", "2026-02-10T00:00:00Z"),
+        req("open-late", "open", "2026-04-10T00:00:00Z"),
+        req("overdue-recent", "overdue", "2026-03-19T00:00:00Z"),
+        req("done-new", "done", "2026-03-01T00:00:00Z", "2026-02-20T00:00:00Z"),
+        req("open-soon", "open", "2026-03-25T00:00:00Z"),
+        req("overdue-old", "overdue", "2026-03-10T11:00:00Z")]}
+    shown = ordered(listing)
+    assert [r["request_id"] for r in shown] == ["overdue-old", "overdue-recent", "open-soon",
+                                                "open-late", "done-new", "done-old"]
+    assert [r["late_by"] for r in shown[:3]] == ["10 days", "1 day", None]
+    assert dates.days_late("2026-03-20T11:00:00Z", "2026-03-20T12:00:00Z") == "less than a day"

@@ -28,10 +28,11 @@ from registre.web.console import pages, routes, subject
 
 @dataclass
 class ConsoleState:
-    """What one web process keeps for the console: the login throttle, the last
-    verification (in memory: a restart forgets it, the log does not change)."""
+    """What one web process keeps for the console: the login throttles (failures per name,
+    and more per address), the last verification (in memory: a restart forgets them)."""
 
-    throttle: Throttle = field(default_factory=Throttle)
+    names: Throttle = field(default_factory=lambda: Throttle(limit=5, window=900))
+    addresses: Throttle = field(default_factory=lambda: Throttle(limit=50, window=900))
     last_verification: dict[str, Any] | None = None
 
 

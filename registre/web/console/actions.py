@@ -20,6 +20,7 @@ from starlette.responses import RedirectResponse, Response
 
 from events.validation import InvalidEvent, check_format
 from registre.services.compliance import Compliance
+from registre.web.console import dates
 from registre.web.console.csrf import safe_next
 from registre.web.console.session import Officer, Refused, flash
 from registre.web.console.views import known
@@ -54,6 +55,24 @@ def case_of(value: str | None) -> str | None:
 def subject_page(subject: str, case: str | None, anchor: str = "") -> str:
     query = f"?case={quote(case, safe='')}" if case else ""
     return f"/console/subjects/{quote(subject, safe='')}{query}{'#' + anchor if anchor else ''}"
+
+
+STATUS_ORDER = {"overdue": 0, "open": 1, "done": 2}
+
+
+def ordered(listing: Doc) -> list[Doc]:
+    """A requests document's requests as an officer reads them: overdue first (the longest
+    overdue first), then open (the soonest due first), then done (the latest first); each
+    overdue one says how late it is."""
+    def key(r: Doc) -> tuple:
+        rank = STATUS_ORDER.get(r["status"], 3)
+        when = r["completed_at"] if r["status"] == "done" else r["deadline"]
+        stamp = dates.instant(when).timestamp() if when else 0.0
+        return rank, -stamp if r["status"] == "done" else stamp
+
+    return [{**r, "late_by": dates.days_late(r["deadline"], listing["now"])
+             if r["status"] == "overdue" else None}
+            for r in sorted(listing["requests"], key=key)]
 
 
 def wait_applied(found: Compliance, event_id: str, seconds: float = APPLY_WAIT_SECONDS) -> bool:

@@ -1,9 +1,12 @@
 """Instants as a person in France reads them: in UTC (what the ledger records) and in
 Europe/Paris time (what the person wrote in their letter), and back from a form field.
 
-Pure functions: no clock, no I/O. A form's ``datetime-local`` value has no offset: it is read
-as Paris time (daylight saving included; an hour that happens twice in October is taken the
-first time). A full RFC 3339 instant with an offset is taken as it is.
+Pure functions: no clock, no I/O. A form's instant is written ``2026-03-03 15:00`` (seconds
+optional; a ``T`` instead of the space too): with no offset it is read as Paris time (daylight
+saving included; an hour that happens twice in October is taken the first time). A full RFC
+3339 instant with an offset is taken as it is. The console uses plain text fields for them,
+not the browser's date picker, whose format follows the browser's locale (03/12/2026 or
+12/03/2026): a compliance record must not be ambiguous.
 """
 
 from __future__ import annotations
@@ -56,14 +59,20 @@ def pair(iso: str | datetime | None) -> tuple[str, str]:
     return utc(at), paris(at, with_date=at.date() != at.astimezone(PARIS).date())
 
 
+def days_late(deadline: str | datetime, now: str | datetime) -> str:
+    """How long ago a deadline passed, in whole days: ``9 days``, ``less than a day``."""
+    days = (instant(now) - instant(deadline)).days
+    return "less than a day" if days < 1 else f"{days} day{'s' if days != 1 else ''}"
+
+
 def day(iso: str | datetime | None) -> str:
     """``2026-03-03`` (UTC), for short mentions such as "destroyed on 2026-03-03"."""
     return "-" if not iso else instant(iso).strftime("%Y-%m-%d")
 
 
 def local_value(iso: str | datetime) -> str:
-    """The Paris time of an instant as a ``datetime-local`` field's value."""
-    return instant(iso).astimezone(PARIS).strftime("%Y-%m-%dT%H:%M:%S")
+    """The Paris time of an instant as a form field shows it: ``2026-03-03 15:00:00``."""
+    return instant(iso).astimezone(PARIS).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def from_field(text: str, field: str) -> datetime:
@@ -75,5 +84,5 @@ def from_field(text: str, field: str) -> datetime:
             return naive.replace(tzinfo=PARIS).astimezone(UTC)
         return instant(text)
     except ValueError:
-        raise BadInstant(f"{field}: expected a date and time such as 2026-03-03T15:00 (Paris"
+        raise BadInstant(f"{field}: expected a date and time such as 2026-03-03 15:00 (Paris"
                          " time) or an RFC 3339 instant with an offset") from None

@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 
 from events.model import format_instant
 from registre.web.console import dates
-from registre.web.console.actions import Doc, act, desk
+from registre.web.console.actions import Doc, act, desk, ordered
 from registre.web.console.session import (
     Officer,
     flash,
@@ -36,7 +36,8 @@ def requests_page(request: Request, officer: Reader,
     found = desk(request, officer)
     doc = found.requests(None if status == "all" else status)
     return page(request, officer, "requests.html", doc,
-                {"choices": choices(found), "status": status}, nav="requests")
+                {"choices": choices(found), "status": status, "requests": ordered(doc)},
+                nav="requests")
 
 
 def _completed(answer: Doc) -> str:

@@ -74,9 +74,10 @@ async def login(request: Request) -> Response:
             or not login_ok(cookie, str(form.get("csrf") or "")):
         return await _refuse(request, new_login_token(), next_url, "The login form expired: "
                              "please log in again.", 403)
-    throttle = request.app.state.console.throttle
-    keys = (f"name:{name.lower()[:64]}", f"address:{request.client.host if request.client else ''}")
-    if any(throttle.blocked(k) for k in keys):
+    console = request.app.state.console
+    name_key = name.lower()[:64]
+    address = request.client.host if request.client else "-"
+    if console.names.blocked(name_key) or console.addresses.blocked(address):
         return await _refuse(request, str(cookie), next_url, "Too many failed attempts: wait a "
                              "few minutes, then try again.", 429)
     context = request.app.state.web.context
@@ -89,11 +90,10 @@ async def login(request: Request) -> Response:
     try:
         token = await run_in_threadpool(check)
     except people.LoginRefused:
-        for key in keys:
-            throttle.failed(key)
+        console.names.failed(name_key)
+        console.addresses.failed(address)
         return await _refuse(request, str(cookie), next_url, "Wrong name or password.", 403)
-    for key in keys:
-        throttle.succeeded(key)
+    console.names.succeeded(name_key)
     response = RedirectResponse(next_url, status_code=303)
     set_cookie(response, request, SESSION_COOKIE, token, people.SESSION_HOURS * 3600)
     clear_cookie(response, request, LOGIN_COOKIE, path="/console/login")

@@ -190,7 +190,7 @@ def _expired(e: Doc, d: Doc, kinds: dict[str, str]) -> str:
 
 
 def _shared(e: Doc, d: Doc, kinds: dict[str, str]) -> str:
-    who = d["recipient"] + (", a processor," if d.get("recipient_kind") == "processor" else "")
+    who = ("processor " if d.get("recipient_kind") == "processor" else "") + d["recipient"]
     where = f", in {d['country']}" if d.get("country") else ""
     return (f"Data shared with {who} ({_categories(d.get('categories'))}) on the basis of "
             f"{BASES.get(d.get('basis') or '', word(d.get('basis')))}, for "

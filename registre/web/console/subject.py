@@ -22,7 +22,15 @@ from registre.output import to_json
 from registre.services.audit import RecordsPastRetention, purposes
 from registre.services.compliance import Compliance
 from registre.web.console import dates, sentences
-from registre.web.console.actions import Doc, act, case_of, desk, subject_id, subject_page
+from registre.web.console.actions import (
+    Doc,
+    act,
+    case_of,
+    desk,
+    ordered,
+    subject_id,
+    subject_page,
+)
 from registre.web.console.session import Officer, Refused, require_form_officer, require_officer
 from registre.web.console.views import ConsoleRoute, page
 
@@ -74,7 +82,8 @@ def _instant(value: str | None, field: str) -> datetime | None:
 def _view_model(found: Compliance, doc: Doc) -> Doc:
     """What the template needs beyond the documents: sentences, choices, defaults."""
     now = found.ctx.clock()
-    model = {"choices": choices(found), "now_local": dates.local_value(now), "lines": []}
+    model = {"choices": choices(found), "now_local": dates.local_value(now), "lines": [],
+             "requests": ordered(doc["requests"])}
     if doc.get("timeline"):
         flagged = {d["event_id"]: d.get("reason") or "no active authorisation"
                    for d in doc["disclosures"]["disclosures"] if not d["authorised"]}
