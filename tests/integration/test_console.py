@@ -28,12 +28,14 @@ from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
 import httpx
+import psycopg
 import pytest
 import workers as w
 
 from events.crypto import new_data_key
 from processors.rules.timeutil import add_months
 from projections.roles import ensure_login
+from registre.services import staff
 from tests.integration.web import Client, Server, registre, token
 
 pytestmark = pytest.mark.integration
@@ -110,10 +112,16 @@ class Stack:
         assert answer.status_code == 200 and answer.json()["rejected"] == [], answer.text
         self.published += events
 
-    def add_staff(self, name: str, role: str = "compliance", password: str = PASSWORD) -> None:
-        done = registre(self.env, "staff", "add", name, "--role", role, "--password-stdin",
-                        stdin=password + "\n")
-        assert done.returncode == 0, done.stderr
+    def add_staff(self, name: str, role: str = "compliance", password: str = PASSWORD,
+                  cli: bool = False) -> None:
+        """Through `registre staff add` (``cli``), or the same service in this process."""
+        if cli:
+            done = registre(self.env, "staff", "add", name, "--role", role, "--password-stdin",
+                            stdin=password + "\n")
+            assert done.returncode == 0, done.stderr
+            return
+        with psycopg.connect(self.env["REGISTRE_DATABASE_URL_ADMIN"], autocommit=True) as conn:
+            staff.add(conn, name, role, password, datetime.now(UTC))
 
 
 def role_logins(database_url: str) -> dict[str, str]:
@@ -143,7 +151,7 @@ def stack(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     shots.mkdir(parents=True, exist_ok=True)
     try:
         made = Stack(kafka, database_url, env, home, worker, server, *clients, shots)
-        made.add_staff("officer")
+        made.add_staff("officer", cli=True)
         made.publish(jeanne_events())
         made.wait()
         yield made
@@ -354,6 +362,7 @@ def test_secure_cookie_over_https_removal_ends_sessions_and_roles(stack: Stack,
     assert browser.login("ops-admin").status_code == 303
     refused = browser.http.get("/console/requests")
     assert refused.status_code == 403 and "does not open the compliance pages" in refused.text
+    assert "Log out" in refused.text and 'href="/console/requests"' not in refused.text
 
 
 def test_failed_logins_are_throttled_per_name(stack: Stack, browser: Browser) -> None:
@@ -383,6 +392,14 @@ def test_reads_are_recorded_under_the_staff_name_and_the_case(stack: Stack,
     new = accesses()[len(before):]
     assert {(r, c) for r, c, _ in new} == {("officer", "CASE-RD-1")}
     assert [what.split(" 20")[0] for _, _, what in new] == ["customer view", "timeline"]
+    count = len(accesses())
+    for path in (f"/console/subjects/{OTHER}", f"/console/subjects/{OTHER}/export"):
+        elsewhere = browser.http.get(path, params={"case": "CASE-X"},
+                                     headers={"Sec-Fetch-Site": "cross-site"})
+        assert elsewhere.status_code == 200 and "Octave" not in elsewhere.text
+        assert "A link from another site asks for this read" in elsewhere.text
+        assert f'href="{path}?case=CASE-X"' in elsewhere.text
+    assert len(accesses()) == count
     assert browser.http.get("/console/subjects/jeanne@example.fr").status_code == 422
     assert "jeanne" not in browser.http.get("/console/subjects/jeanne@example.fr").text
     assert browser.http.get("/console/subjects/acc-nobody").status_code == 404

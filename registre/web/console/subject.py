@@ -32,7 +32,7 @@ from registre.web.console.actions import (
     subject_page,
 )
 from registre.web.console.session import Officer, Refused, require_form_officer, require_officer
-from registre.web.console.views import ConsoleRoute, page
+from registre.web.console.views import ConsoleRoute, from_elsewhere, page
 
 router = APIRouter(prefix="/console/subjects", route_class=ConsoleRoute, include_in_schema=False)
 Reader = Annotated[Officer, Depends(require_officer)]
@@ -106,11 +106,24 @@ def groups(view: Doc) -> list[tuple[str, list[sentences.Field]]]:
             if any(r.label != "when" for r in rows)]
 
 
+def confirm_first(request: Request, officer: Officer, subject: str, case: str) -> Response:
+    """A read that another site's link asks for is confirmed first (it would be recorded in
+    the access log under the officer's name): one click on this console goes on."""
+    if request.query_params.get("format") == "json":
+        raise Refused(403, "a read under a case is not answered to a request from another "
+                           "site")
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return page(request, officer, "confirm.html", {"subject_id": subject, "case_ref": case},
+                {"target": target}, nav="search")
+
+
 @router.get("/{subject}")
 def subject_view(request: Request, subject: str, officer: Reader,
                  case: Optional = None, purpose: Optional = None, at: Optional = None,
                  asof: Optional = None) -> Response:
     subject, case = subject_id(subject), case_of(case)
+    if case and from_elsewhere(request):
+        return confirm_first(request, officer, subject, case)
     found = desk(request, officer)
     doc: Doc = {"subject_id": subject, "case_ref": case, "summary": found.summary(subject),
                 "requests": found.requests(None, subject)}
@@ -129,6 +142,8 @@ def export(request: Request, subject: str, officer: Reader, case: Optional = Non
     subject, case = subject_id(subject), case_of(case)
     if not case:
         raise Refused(422, "case: a case reference is required to export")
+    if from_elsewhere(request):
+        return confirm_first(request, officer, subject, case)
     doc = desk(request, officer).export(subject, case)
     stamp = dates.instant(doc["generated_at"]).strftime("%Y%m%dT%H%M%SZ")
     return Response(to_json(doc), media_type="application/json", headers={

@@ -83,10 +83,19 @@ def error_page(request: Request, status: int, message: str) -> Response:
     line = " ".join(str(message).split()) or "error"
     if wants_json(request):
         return json_response({"error": line}, status)
+    officer = getattr(request.state, "caller", None)  # set once the session was checked
+    officer = officer if isinstance(officer, Officer) else None
     html = env.get_template("error.html").render(
-        status=status, message=line, officer=None, csrf="", flash=None, nav=NAV, current="",
+        status=status, message=line, officer=officer, csrf=officer.csrf if officer else "",
+        flash=None, nav=NAV if officer and officer.role == "compliance" else (), current="",
         path=request.url.path)
     return HTMLResponse(html, status_code=status)
+
+
+def from_elsewhere(request: Request) -> bool:
+    """Whether the browser says this request comes from a page of another site
+    (``Sec-Fetch-Site``): a link in an email, a ticket, a page that wants a read recorded."""
+    return request.headers.get("sec-fetch-site") in ("cross-site", "same-site")
 
 
 def known(exc: Exception) -> tuple[int, str] | None:
