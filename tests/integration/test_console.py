@@ -83,6 +83,10 @@ def jeanne_events() -> list[dict]:
         w.event("AccountCreated", OTHER, w.ago(15), {
             **JEANNE_ACCOUNT, "first_name": "Octave", "email": "octave@example.fr",
             "phone": None}, "website-accounts"),
+        w.event("ConnectionRecorded", OTHER, w.ago(14), {
+            "ip": "198.51.100.77", "location": {"latitude": 47.2184, "longitude": -1.5536,
+                                                "city": "Nantes-Canari", "country": "FR"}},
+                "website-auth"),
     ]
 
 
@@ -434,8 +438,11 @@ def page(chromium: Any, stack: Stack) -> Iterator[Any]:
     context.close()
 
 
-def shoot(stack: Stack, page: Any, name: str, full: bool = True) -> None:
-    page.screenshot(path=str(stack.shots / f"{name}.png"), full_page=full)
+def shoot(stack: Stack, page: Any, name: str, full: bool = True, height: int = 0) -> None:
+    """A PNG of the page (the whole page, or its first ``height`` pixels, or the viewport)."""
+    clip = {"x": 0, "y": 0, "width": 1366, "height": height} if height else None
+    page.screenshot(path=str(stack.shots / f"{name}.png"), full_page=full or bool(height),
+                    clip=clip)
 
 
 def nav(page: Any, action: Any) -> None:
@@ -469,6 +476,7 @@ def test_browser_1_a_logged_out_visitor_logs_in_and_finds_jeanne_by_email(
     shoot(stack, page, "search", full=False)
     nav(page, page.get_by_role("link", name=JEANNE).click)
     assert "Open a case to see personal data" in page.content()
+    shoot(stack, page, "subject-no-case", height=1100)
     assert "Jeanne" not in page.content()
 
 
@@ -571,7 +579,7 @@ def test_browser_5_an_erased_subject_shows_no_personal_data(stack: Stack, page: 
     leaked = sorted(v for v in values if v in html)
     assert leaked == []
     assert "No personal data is shown: the account was erased" in html
-    shoot(stack, page, "subject-erased")
+    shoot(stack, page, "subject-erased", height=1500)
     nav(page, page.get_by_role("link", name="Search").click)
     page.get_by_label("Subject id, email address or phone number").fill("jeanne@example.fr")
     nav(page, lambda: page.keyboard.press("Enter"))
@@ -579,8 +587,18 @@ def test_browser_5_an_erased_subject_shows_no_personal_data(stack: Stack, page: 
 
 
 def test_browser_6_schedule_integrity_and_logout(stack: Stack, page: Any) -> None:
+    held = stack.dpo.post(f"/v1/subjects/{OTHER}/holds", {
+        "case_ref": "LIT-2026-C9", "reason": "court_order", "categories": ["identity"]})
+    assert held.status_code == 200, held.text
+    stack.wait()
     nav(page, page.get_by_role("link", name="Schedule").click)
     assert page.get_by_role("heading", name="Retention schedule").is_visible()
+    page.get_by_label("Destructions due in the next").fill("500")
+    nav(page, page.get_by_role("button", name="Show").click)
+    due = page.locator("#due + table tbody").inner_text()
+    assert OTHER in due and "connection" in due and "location" in due
+    assert "LIT-2026-C9" in page.locator("#holds + table tbody").inner_text()
+    shoot(stack, page, "schedule", full=False)
     nav(page, page.get_by_role("link", name="Integrity").click)
     nav(page, page.get_by_role("button", name="Verify the whole log now").click)
     assert "The log is intact" in page.content()
