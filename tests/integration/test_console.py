@@ -12,6 +12,7 @@ in a real browser (Playwright driving Debian's Chromium): the walk-through of is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -292,6 +293,9 @@ def test_a_visitor_who_is_not_logged_in_is_sent_to_the_login_page(browser: Brows
                                data={"requested_by": "subject", "confirm": "yes"})
     assert posted.status_code == 303 and posted.headers["location"].startswith("/console/login")
     assert browser.http.get("/console/static/console.css").status_code == 200
+    missing = browser.http.get("/console/no-such-page")
+    assert missing.status_code == 404 and "no such page" in missing.text
+    assert missing.headers["content-type"].startswith("text/html")
     page = browser.http.get("/console/login")
     assert page.status_code == 200
     assert 'for="username"' in page.text and 'for="password"' in page.text
@@ -376,6 +380,20 @@ def test_failed_logins_are_throttled_per_name(stack: Stack, browser: Browser) ->
     blocked = browser.login("guessed")  # the right password, too late
     assert blocked.status_code == 429 and "Too many failed attempts" in blocked.text
     assert browser.login().status_code == 303  # another name is not blocked
+
+
+def test_an_idle_or_expired_session_ends(stack: Stack, browser: Browser) -> None:
+    for change in ("last_seen_at = now() - interval '31 minutes'", "expires_at = now()"):
+        assert browser.login().status_code == 303
+        assert browser.http.get("/console/schedule").status_code == 200
+        mine = hashlib.sha256(browser.http.cookies["registre_session"].encode()).digest()
+        w.query(stack.database_url, f"UPDATE credentials.sessions SET {change} WHERE id_hash = %s"
+                " RETURNING 1", (mine,))
+        answer = browser.http.get("/console/schedule")
+        assert answer.status_code == 303, change
+        assert answer.headers["location"] == "/console/login?next=%2Fconsole%2Fschedule"
+        assert w.query(stack.database_url, "SELECT count(*) FROM credentials.sessions WHERE"
+                       " id_hash = %s", (mine,))[0][0] == 0  # an ended session is deleted
 
 
 def test_reads_are_recorded_under_the_staff_name_and_the_case(stack: Stack,

@@ -39,7 +39,7 @@ class ConsoleState:
 def install(app: FastAPI) -> None:
     """Add the console's pages and its stylesheet to the web service."""
     app.state.console = ConsoleState()
-    for module in (routes, subject, pages):
-        app.include_router(module.router)
     static = resources.files("registre.web.console").joinpath("static")
     app.mount("/console/static", StaticFiles(directory=str(static)), name="console-static")
+    for module in (routes, subject, pages):  # pages last: it ends with the console's 404
+        app.include_router(module.router)

@@ -15,6 +15,7 @@ from registre.web.console import dates
 from registre.web.console.actions import Doc, act, desk, ordered
 from registre.web.console.session import (
     Officer,
+    Refused,
     flash,
     require_form_officer,
     require_officer,
@@ -95,3 +96,9 @@ async def verify(request: Request, officer: Poster) -> Response:
     flash(response, request, "ok" if result["ok"] else "error",
           "The log is intact." if result["ok"] else "THE LOG WAS ALTERED: see below.")
     return response
+
+
+@router.get("/{anything:path}")
+def not_found(anything: str) -> Response:
+    """Any other address under /console: a page, not the API's JSON."""
+    raise Refused(404, "no such page in the console")
