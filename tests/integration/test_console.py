@@ -523,11 +523,11 @@ def test_browser_2_the_case_shows_the_decrypted_timeline_and_the_flagged_disclos
     nav(page, page.get_by_role("button", name="Ask").click)
     answer = page.locator("#consents .answer").inner_text()
     assert "granted" in answer and "Proof" in answer
+    shoot(stack, page, "subject-case")
     readers = w.query(stack.database_url, "SELECT DISTINCT reader, case_ref FROM"
                       " projections.access_log WHERE subject_id = %s", (JEANNE,))
     assert readers == [("officer", "DSR-2026-017")]
-    page.goto(page.url.split("?")[0] + "?case=DSR-2026-017")
-    shoot(stack, page, "subject-case")
+    nav(page, lambda: page.goto(page.url.split("?")[0] + "?case=DSR-2026-017"))
 
 
 def test_browser_3_place_and_release_a_hold(stack: Stack, page: Any) -> None:
