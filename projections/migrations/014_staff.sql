@@ -1,5 +1,5 @@
 -- Console logins of compliance staff (`registre staff add|list|remove`, http.md) and their
--- sessions. Re-running this file is harmless only through the migration ledger (it runs once).
+-- sessions (applied once, like every migration: see projections/migrate.py).
 --
 -- credentials.staff: one row per login; the password is stored only as an argon2id hash
 -- (salted, slow on purpose). Removing someone keeps the row (who could read, with which role,

@@ -49,7 +49,7 @@ JEANNE_ACCOUNT = {"gender": "female", "last_name": "Dupré-Canari", "first_name"
                                      "postal_code": "35000", "city": "Rennes-Canari",
                                      "country": "FR"},
                   "over_15": True, "notice_version": "2026-02"}
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = os.environ.get("REGISTRE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--lang=en-GB"]
