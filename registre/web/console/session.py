@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -56,7 +56,7 @@ class Officer:
     """A logged-in person: the reader the access log records, and their session's token."""
 
     staff: Staff
-    token: str
+    token: str = field(repr=False)  # the session's secret: never in a repr or a log
 
     @property
     def name(self) -> str:
