@@ -21,6 +21,12 @@ def customer_view(conn: psycopg.Connection, subject_id: str) -> dict[str, Any] |
     return row[0] if row else None
 
 
+def applied(conn: psycopg.Connection, event_id: str) -> bool:
+    """Whether the event of that id was applied (to the customer view and the projections)."""
+    return conn.execute("SELECT 1 FROM projections.applied_events WHERE event_id = %s",
+                        (event_id,)).fetchone() is not None
+
+
 def view_hashes(conn: psycopg.Connection) -> dict[str, str]:
     """One hash per subject's view row: to compare a rebuild with the live projection."""
     return dict(conn.execute(VIEW_HASHES_SQL).fetchall())

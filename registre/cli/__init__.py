@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from registre.cli import audit, core, erasure, init, requests, web
+from registre.cli import audit, core, erasure, init, requests, staff, web
 from registre.cli.errors import user_errors
 from registre.settings import Settings
 
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "answer for them.")
     p.add_argument("--log-level", default="warning", help="debug, info, warning (default)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (core, audit, erasure, init, requests, web):
+    for module in (core, audit, erasure, init, requests, web, staff):
         module.add_parsers(sub)
     return p
 

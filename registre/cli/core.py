@@ -16,8 +16,10 @@ from registre.settings import Settings
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("demo", help="the whole story on the embedded default, start to finish"
-                   ).set_defaults(func=demo)
+    d = sub.add_parser("demo", help="the whole story on the embedded default, start to finish")
+    d.add_argument("--serve", action="store_true",
+                   help="keep everything up at the end (the compliance console) until Ctrl-C")
+    d.set_defaults(func=demo)
     r = sub.add_parser("run", help="run the processors (and the embedded default) until Ctrl-C")
     r.add_argument("--workers", type=int, default=1, help="processor worker processes")
     r.add_argument("--http", default=None, metavar="HOST:PORT",
@@ -178,4 +180,4 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
 def demo(args: argparse.Namespace, settings: Settings) -> int:
     from registre.demo import run_demo
 
-    return run_demo(settings)
+    return run_demo(settings, serve=args.serve)

@@ -29,6 +29,8 @@ _EXPECTED = (
     ("registre.files", "UnsafePath"), ("processors.rules.requests", "RequestRefused"),
     ("registre.services.tokens", "BadTokenRequest"), ("registre.services.tokens", "NoSuchToken"),
     ("projections.tokens", "NameTaken"),
+    ("registre.services.staff", "BadStaffRequest"), ("registre.services.staff", "NoSuchStaff"),
+    ("projections.staff", "StaffNameTaken"),
 )
 _BUILTIN = (LookupError, TimeoutError, OSError)
 

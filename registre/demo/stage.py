@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -60,7 +61,9 @@ class Demo:
         shutil.rmtree(self.home, ignore_errors=True)
         self.home.mkdir(parents=True)
         self.log = open(self.home / "run.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "registre", "run", "--no-http"],
+        self.http = f"http://127.0.0.1:{free_port()}"  # the web service: API and console
+        self.proc = subprocess.Popen([sys.executable, "-m", "registre", "run", "--http",
+                                      self.http.removeprefix("http://")],
                                      env=self.env, stdout=self.log, stderr=self.log,
                                      stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
@@ -68,8 +71,8 @@ class Demo:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise UserError(f"registre run did not start; see {self.home / 'run.log'}")
             time.sleep(0.1)
-        self.say(f"started the embedded broker ({self.registre.kafka}), PostgreSQL and one"
-                 f" processor worker in {self.home}")
+        self.say(f"started the embedded broker ({self.registre.kafka}), PostgreSQL, one"
+                 f" processor worker and the web service ({self.http}) in {self.home}")
 
     def wait(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
@@ -96,6 +99,15 @@ class Demo:
     def pick(self, predicate: Callable[[list[dict[str, Any]]], bool]) -> str:
         return next(s for s, evs in sorted(by_subject(self.events).items()) if predicate(evs))
 
+    def serve_until_interrupted(self) -> None:
+        """Keep everything up (the console answers) until Ctrl-C, or until it stops."""
+        self.say("everything stays up: Ctrl-C stops it")
+        try:
+            while self.proc is not None and self.proc.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print(flush=True)
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -106,6 +118,13 @@ class Demo:
                 self.proc.wait()
         if getattr(self, "log", None):
             self.log.close()
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback now (the web service binds it a moment later)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def by_subject(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -20,7 +20,7 @@ from events.model import format_instant
 from events.publisher import Publisher
 from processors.rules.policy import Policy
 from projections.access_log import record_access
-from projections.queries import customer_view
+from projections.queries import applied, customer_view
 from registre.services import audit, erasure, export, lookup, timeline, views
 from registre.services import requests as data_requests
 from registre.services.audit import UnknownSubject, check_purpose, check_subject, require_case
@@ -74,6 +74,22 @@ class Compliance:
                               self.ctx.clock())
         with self.ctx.keystore() as keystore:
             return views.render(doc, keystore, self.ctx.clock(), self.policy)
+
+    def summary(self, subject: str) -> Doc:
+        """The customer view without any personal field (nothing decrypted, so no case and no
+        access-log entry): status, consents, authorisations, holds, documents, dates."""
+        check_subject(subject)
+        with self.ctx.connect() as conn:
+            doc = customer_view(conn, subject)
+        if doc is None:
+            raise UnknownSubject(f"{subject}: no such subject in the customer view")
+        return views.summary(doc, self.ctx.clock(), self.policy)
+
+    def applied(self, event_id: str) -> bool:
+        """Whether the processors have applied the event of that id (a published action shows
+        in the answers once they have)."""
+        with self.ctx.connect() as conn:
+            return applied(conn, event_id)
 
     def retained(self, subject: str, case: str | None) -> Doc:
         """What is retained after deletion (compliance only; the read is recorded first)."""

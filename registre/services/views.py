@@ -74,15 +74,16 @@ def _authorisations(doc: dict[str, Any], now: datetime, policy: Policy
     return shown, format_instant(until) if until else None
 
 
-def render(doc: dict[str, Any], keystore: KeyStore, now: datetime, policy: Policy,
-           include_retained: bool = False) -> dict[str, Any]:
+def render(doc: dict[str, Any], keystore: KeyStore | None, now: datetime, policy: Policy,
+           include_retained: bool = False, personal: bool = True) -> dict[str, Any]:
     """The view of cli.md: subject_id, status, identity, contact, last_connection, consents,
-    authorisations (plus consent details, holds and counts)."""
+    authorisations (plus consent details, holds and counts). With ``personal`` false nothing
+    is decrypted (no key store is needed) and every personal field reads as null."""
     subject = doc["subject_id"]
-    readable = doc["status"] == "active" or include_retained
+    readable = (doc["status"] == "active" or include_retained) and personal
     conn = doc.get("last_connection")
     refs = dict(doc["personal"]) if readable else {}
-    if conn and doc["status"] == "active":
+    if conn and doc["status"] == "active" and personal:
         refs.update({"conn." + k: v for k, v in conn["fields"].items()})
     plain = decrypt_refs(subject, refs, keystore)
     personal = {k: v for k, v in plain.items() if not k.startswith("conn.")}
@@ -112,6 +113,17 @@ def render(doc: dict[str, Any], keystore: KeyStore, now: datetime, policy: Polic
         "deleted_at": doc["deleted_at"],
         "erased_at": doc["erased_at"],
     }
+
+
+def summary(doc: dict[str, Any], now: datetime, policy: Policy) -> dict[str, Any]:
+    """The view with no personal field at all, nothing decrypted: what may be shown before a
+    case reference is given (status, consents, authorisations, holds, documents, dates)."""
+    shown = render(doc, None, now, policy, personal=False)
+    conn = doc.get("last_connection")
+    return {**{k: v for k, v in shown.items() if k not in ("identity", "contact")},
+            "last_connection": {"at": conn["at"], "event_id": conn["event_id"]} if conn else None,
+            "holds": [{"case_ref": c, **h} for c, h in sorted(doc["holds"].items())],
+            "documents": [dict(d) for d in doc["documents"]]}
 
 
 DETAILS = ("consent_details", "counts", "created_at", "deleted_at", "erased_at",

@@ -16,10 +16,10 @@ from fastapi import FastAPI
 from registre.bootstrap import Registre
 from registre.services.readiness import Readiness
 from registre.services.tokens import TokenVerifier
-from registre.web import errors, openapi
+from registre.web import console, errors, openapi
 from registre.web.context import WebContext
 from registre.web.middleware import BodyLimit, Guard, RequestLog
-from registre.web.routes import events, health, ledger, subjects
+from registre.web.routes import events, health, ledger, requests, subjects
 
 SMALL_BODY = 64 << 10  # every route but publishing takes a small body, if any
 
@@ -52,8 +52,10 @@ def create_app(registre: Registre) -> FastAPI:
     app = FastAPI(title="registre", version="1", lifespan=lifespan,
                   docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
     app.state.web = state
-    for router in (health.router, events.router, subjects.router, ledger.router):
+    for router in (health.router, events.router, subjects.router, ledger.router,
+                   requests.router):
         app.include_router(router)
+    console.install(app)
     errors.install(app)
     openapi.install(app, events.MAX_BATCH)
     app.add_middleware(Guard)  # innermost of the three: added first

@@ -57,12 +57,25 @@ LOOKUP = obj("subjects", subjects={"type": "array", "items": TEXT})
 SCHEDULE = obj("now", "days", "due", "holds", due={"type": "array"}, holds={"type": "array"})
 VERIFY = obj("ok", "first_bad", "reason", "records_checked", ok={"type": "boolean"},
              first_bad=NULLABLE_OBJECT, reason=TEXT)
+REQUEST = obj("request_id", "subject_id", "kind", "channel", "identity_verified", "received_at",
+              "deadline", "status", "late", "extension", "completed_at", "outcome",
+              request_id=TEXT, subject_id=TEXT, received_at=INSTANT, deadline=INSTANT,
+              status={"type": "string", "enum": ["open", "overdue", "done"]},
+              late={"type": "boolean"}, extension=NULLABLE_OBJECT)
+REQUEST_ACTION = {**REQUEST, "required": ["published", "event_id", *REQUEST["required"]],
+                  "properties": {"published": TEXT, "event_id": TEXT,
+                                 **REQUEST["properties"]}}
+REQUESTS = obj("now", "status", "subject_id", "counts", "requests", now=INSTANT,
+               counts=obj("open", "overdue", "done"), requests={"type": "array",
+                                                               "items": REQUEST})
 HEALTH = obj("status", status={"const": "ok"})
 READINESS = obj("ready", "checks", "error", ready={"type": "boolean"}, checks=OBJECT,
                 error={"type": ["string", "null"]})
 
 WHY = {401: "no valid bearer token", 403: "the token lacks the route's scope",
-       404: "unknown subject", 410: "records past their retention, no longer answered",
+       404: "unknown subject or request",
+       409: "refused by the rules (a second or late extension, a request already completed)",
+       410: "records past their retention, no longer answered",
        413: "body over the route's limit", 422: "not what the route takes",
        503: "broker or database unavailable"}
 

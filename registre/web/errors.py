@@ -19,12 +19,14 @@ from starlette.responses import Response
 
 from events.publisher import PublishError
 from events.validation import InvalidEvent
+from processors.rules.requests import RequestRefused
 from projections.access_log import MissingCaseReference
 from projections.tokens import NameTaken
 from registre.errors import UserError
 from registre.output import to_json
 from registre.services.audit import BadQuestion, RecordsPastRetention, UnknownSubject
 from registre.services.erasure import NoSuchSubject
+from registre.services.requests import UnknownRequest
 from registre.services.tokens import BadTokenRequest, NoSuchToken
 from registre.settings import NotRunning
 
@@ -32,7 +34,8 @@ log = structlog.get_logger("registre.web")
 
 # exception type -> HTTP status; the message is the exception's own line
 STATUS: tuple[tuple[type[BaseException], int], ...] = (
-    (UnknownSubject, 404), (NoSuchSubject, 404), (NoSuchToken, 404),
+    (UnknownSubject, 404), (NoSuchSubject, 404), (NoSuchToken, 404), (UnknownRequest, 404),
+    (RequestRefused, 409),
     (RecordsPastRetention, 410),
     (BadQuestion, 422), (MissingCaseReference, 422), (InvalidEvent, 422),
     (BadTokenRequest, 422), (NameTaken, 409), (UserError, 400),
@@ -60,7 +63,7 @@ def error_response(status: int, message: str,
                     media_type="application/json")
 
 
-def _validation_line(exc: RequestValidationError) -> str:
+def validation_line(exc: RequestValidationError) -> str:
     """``query.at: Field required`` from the first error; never the input value."""
     errors = exc.errors()
     if not errors:
@@ -80,7 +83,7 @@ def install(app: FastAPI) -> None:
         return error_response(exc.status_code, str(exc.detail), exc.headers)
 
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        return error_response(422, _validation_line(exc))
+        return error_response(422, validation_line(exc))
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(HTTPException, http_error)

@@ -24,6 +24,9 @@ def test_demo_runs_start_to_finish(tmp_path):
     assert "--- customer view of" in out
     assert "status: active" in out and "status: deleted" in out
     assert "identity:" in out and "consents:" in out and "authorisations:" in out
+    assert "matching:\n  type: export" in out
+    assert "the compliance console answers, and the demo's officer logged in to it" in out
+    assert "/console/\nlog in as demo-officer with the password " in out
     assert "stopped cleanly" in out.rstrip().splitlines()[-1]
     demo_home = tmp_path / "home" / "demo"
     assert (demo_home / "master.key").exists()
