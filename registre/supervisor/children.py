@@ -21,7 +21,7 @@ MAX_BACKOFF = 30.0
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
     """Linux: the child gets SIGKILL when `registre run` dies, however it dies."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -34,7 +34,7 @@ def spawn(module: str, env: dict[str, str], logfile: Path) -> subprocess.Popen:
     with open(logfile, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", module], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                preexec_fn=_die_with_parent)
+                                preexec_fn=die_with_parent)
 
 
 def utc_now() -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import workers as w
 
+from registre.supervisor.children import die_with_parent
 from tests.integration.workers import REGISTRE
 
 
@@ -62,7 +63,8 @@ class Server:
         with open(self.logfile, "ab") as log:
             self.proc = subprocess.Popen(
                 [REGISTRE, "serve", "--http", f"127.0.0.1:{self.port}"], env=env, cwd=w.ROOT,
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent)  # no orphan if the test run is killed
         wait_healthy(self.url, self.proc, self.logfile)
 
     def log(self) -> str:

@@ -30,6 +30,7 @@ from events.publisher import Publisher
 from projections.migrate import migrate
 from projections.positions import applied_positions, lag
 from projections.queries import view_hashes
+from registre.supervisor.children import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRE = str(Path(sys.executable).parent / "registre")  # the console script the README uses
@@ -98,7 +99,7 @@ class Worker:
         with open(self.logfile, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "registre.worker"], env=env,
                                          cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
 
     @property
     def alive(self) -> bool:
