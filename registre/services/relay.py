@@ -28,7 +28,8 @@ BATCH = 2000
 RETRY_SECONDS = 1.0
 
 
-def _producer(kafka: str) -> KafkaProducer:
+def producer_for(kafka: str) -> KafkaProducer:
+    """The relay's producer: acks=all and idempotence, so one producer keeps the order."""
     return KafkaProducer(bootstrap_servers=kafka, client_id="registre-relay", acks="all",
                          enable_idempotence=True, linger_ms=2, request_timeout_ms=10_000,
                          max_request_size=2 * MAX_MESSAGE)
@@ -72,7 +73,7 @@ def run(kafka: str, database_url: str, stop: threading.Event | None = None) -> N
 
 
 def _relay(kafka: str, database_url: str, stop: threading.Event) -> None:
-    producer = _producer(kafka)
+    producer = producer_for(kafka)
     try:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("LISTEN journal")
