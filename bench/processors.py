@@ -63,6 +63,7 @@ from bench.common import (  # noqa: E402
     median,
     publish_events,
     realistic_events,
+    signing_key_env,
     write_results,
 )
 from events.crypto import new_data_key  # noqa: E402
@@ -86,7 +87,7 @@ def _env(kafka: str, database_url: str, master: bytes, home: Path,
     env.update(REGISTRE_KAFKA=kafka, REGISTRE_DATABASE_URL=database_url,
                REGISTRE_MASTER_KEY=base64.b64encode(master).decode(), REGISTRE_HOME=str(home),
                REGISTRE_WORKER_ID=worker_id, REGISTRE_EMBEDDED="1",
-               REGISTRE_LOG_LEVEL="warning")
+               REGISTRE_LOG_LEVEL="warning", **signing_key_env(master))
     for name in ("REGISTRE_BATCH_SIZE",):  # let a caller try another batch size
         if os.environ.get(name):
             env[name] = os.environ[name]
