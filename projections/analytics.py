@@ -146,14 +146,41 @@ def _location_ref(record: Record) -> KeyRef:
     return KeyRef(record.subject_id, "location", key_period("location", record.occurred_at))
 
 
-async def _location_keys(cur: psycopg.AsyncCursor, master: bytes,
-                         records: list[Record]) -> dict[tuple[KeyRef, int], bytes]:
+async def location_keys(cur: psycopg.AsyncCursor, master: bytes,
+                        records: list[Record]) -> dict[tuple[KeyRef, int], bytes]:
+    """The location keys the connections of ``records`` were sealed with, where they exist."""
     refs = {_location_ref(r) for r in records
             if r.type == "ConnectionRecorded" and _sealed_country(r) is not None}
     keys, failed = await unwrapped_keys_in(cur, master, refs)
     if failed:  # counted as unknown: never fail the batch (it would dead-letter it)
         log.warning("location keys do not unwrap; countries counted as unknown", keys=failed)
     return keys
+
+
+def tally(records: list[Record], keys: Mapping[tuple[KeyRef, int], bytes],
+          catalogue: Catalogue) -> tuple[dict[Group, list[int]], set[tuple[Group, str]]]:
+    """What ``records`` add to the analytics, given the location keys that exist: per group
+    [events, granted], and the (group, member) pairs behind its distinct-subject count.
+
+    The one rule for the live hook (a batch) and a rebuild (a whole partition at once)."""
+    lookup = lookup_from(keys)
+    counts: dict[Group, list[int]] = {}
+    members: set[tuple[Group, str]] = set()
+    for record in records:
+        country, token_key = UNKNOWN, None
+        if record.type == "ConnectionRecorded":
+            country = connection_country(record, lookup, catalogue)
+            if country != UNKNOWN:
+                version = sealed_version(_sealed_country(record) or b"")
+                token_key = keys.get((_location_ref(record), version))
+        for group, events, granted in contributions(record, country):
+            c = counts.setdefault(group, [0, 0])
+            c[0] += events
+            c[1] += granted
+            member = (_member_token(token_key, group) if token_key is not None
+                      else "s:" + record.subject_id)
+            members.add((group, member))
+    return counts, members
 
 
 def make_hook(master_key: bytes, catalogue: Catalogue | None = None) -> Hook:
@@ -169,24 +196,8 @@ def make_hook(master_key: bytes, catalogue: Catalogue | None = None) -> Hook:
         records = [record for _, record in outcome.applied]
         if not records:
             return
-        keys = await _location_keys(cur, master_key, records)
-        lookup = lookup_from(keys)
-        counts: dict[Group, list[int]] = {}
-        members: set[tuple[Group, str]] = set()
-        for record in records:
-            country, token_key = UNKNOWN, None
-            if record.type == "ConnectionRecorded":
-                country = connection_country(record, lookup, cat)
-                if country != UNKNOWN:
-                    version = sealed_version(_sealed_country(record) or b"")
-                    token_key = keys.get((_location_ref(record), version))
-            for group, events, granted in contributions(record, country):
-                c = counts.setdefault(group, [0, 0])
-                c[0] += events
-                c[1] += granted
-                member = (_member_token(token_key, group) if token_key is not None
-                          else "s:" + record.subject_id)
-                members.add((group, member))
+        keys = await location_keys(cur, master_key, records)
+        counts, members = tally(records, keys, cat)
         fresh = await _insert_members(cur, sorted(members))
         groups = sorted(counts)
         await cur.execute(
