@@ -121,20 +121,16 @@ def _rebuild(job: Rebuild, conn: psycopg.Connection) -> Report:
     live = applied_positions(conn)
     report.mode = "live" if live else "end"
     targets = {p: live.get(p, 0) for p in ends} if live else ends
+    positions = {p: o for p, o in targets.items() if o > 0 or p in live}
     shadow.prepare(conn)
     results = _bulk(job, targets, {}, report)
-    shadow.write_totals(conn, _totals(results))
-    shadow.write_positions(conn, {p: o for p, o in targets.items() if o > 0 or p in live})
     try:
-        shadow.index(conn)
+        _finish_shadow(conn, results, positions, report)
     except psycopg.errors.UniqueViolation:  # one event id in two partitions: the bulk again
         skip = _losers(conn, shadow.duplicated_ids(conn))
         shadow.prepare(conn)
         results = _bulk(job, targets, skip, report)
-        shadow.write_totals(conn, _totals(results))
-        shadow.write_positions(conn, {p: o for p, o in targets.items() if o > 0 or p in live})
-        shadow.index(conn)
-    report.seconds["bulk"] = time.monotonic() - started
+        _finish_shadow(conn, results, positions, report)
     report.partitions = [{"partition": r.partition, "records": r.records, "applied": r.applied,
                           "dead": r.dead, "cpu_seconds": round(r.cpu_seconds, 2),
                           "rss_mb": round(r.rss_mb), **{k: round(v, 2) for k, v in
@@ -169,6 +165,7 @@ def _bulk(job: Rebuild, targets: dict[int, int], skip: dict[int, set[int]],
              for p, end in sorted(targets.items(), key=lambda pe: -pe[1]) if end > 0]
     if not tasks:
         return []
+    t0 = time.monotonic()
     report.workers = min(job.workers or os.cpu_count() or 1, len(tasks))
     report.bulk_records = total = sum(t.end for t in tasks)
     ctx = multiprocessing.get_context("forkserver")
@@ -183,7 +180,18 @@ def _bulk(job: Rebuild, targets: dict[int, int], skip: dict[int, set[int]],
             bar.update(_drain(queue))
         results = pending.get()
         bar.update(_drain(queue))
+    report.seconds["fold"] = time.monotonic() - t0
     return results
+
+
+def _finish_shadow(conn: psycopg.Connection, results: list[BulkResult],
+                   positions: dict[int, int], report: Report) -> None:
+    """The analytics totals and the positions into the shadow, then its keys and indexes."""
+    shadow.write_totals(conn, _totals(results))
+    shadow.write_positions(conn, positions)
+    t0 = time.monotonic()
+    shadow.index(conn)
+    report.seconds["index"] = time.monotonic() - t0
 
 
 def _drain(queue: Any) -> int:
