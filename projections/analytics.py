@@ -203,8 +203,8 @@ def make_hook(master_key: bytes, catalogue: Catalogue | None = None) -> Hook:
         await cur.execute(
             "INSERT INTO projections.analytics_totals AS t"
             " (measure, period, dim1, dim2, events, granted, subjects)"
-            " SELECT * FROM unnest(%s::text[], %s::date[], %s::text[], %s::text[],"
-            " %s::bigint[], %s::bigint[], %s::bigint[])"
+            " SELECT * FROM unnest(%b::text[], %b::date[], %b::text[], %b::text[],"
+            " %b::bigint[], %b::bigint[], %b::bigint[])"
             " ON CONFLICT (measure, period, dim1, dim2) DO UPDATE SET"
             " events = t.events + EXCLUDED.events, granted = t.granted + EXCLUDED.granted,"
             " subjects = t.subjects + EXCLUDED.subjects",
@@ -222,7 +222,7 @@ async def _insert_members(cur: psycopg.AsyncCursor,
     """Insert membership rows; how many subjects are new in each group."""
     await cur.execute(
         "INSERT INTO projections.analytics_members (measure, period, dim1, dim2, member)"
-        " SELECT * FROM unnest(%s::text[], %s::date[], %s::text[], %s::text[], %s::text[])"
+        " SELECT * FROM unnest(%b::text[], %b::date[], %b::text[], %b::text[], %b::text[])"
         " ON CONFLICT DO NOTHING RETURNING measure, period, dim1, dim2",
         ([g.measure for g, _ in members], [g.period for g, _ in members],
          [g.dim1 for g, _ in members], [g.dim2 for g, _ in members],

@@ -30,11 +30,11 @@ RESET_SQL: tuple[str, ...] = ("DELETE FROM projections.contact_lookup",)
 SOURCES = ("AccountCreated", "AccountUpdated")
 _DELETE_SQL = """
 DELETE FROM projections.contact_lookup WHERE (subject_id, kind) IN
-    (SELECT * FROM unnest(%s::text[], %s::text[]))
+    (SELECT * FROM unnest(%b::text[], %b::text[]))
 """
 _INSERT_SQL = """
 INSERT INTO projections.contact_lookup (subject_id, kind, digest)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[])
+SELECT * FROM unnest(%b::text[], %b::text[], %b::bytea[])
 """
 FIND_SQL = ("SELECT subject_id FROM projections.contact_lookup WHERE digest = %s AND kind = %s"
             " ORDER BY subject_id")

@@ -29,7 +29,9 @@ from events.log import LogRecord
 from processors.rules.integrity import ledger_event_signed
 from projections import outbox
 
-PROJECTION_LOCK = 7_146_240_002  # serialises batch writers with `registre rebuild`'s swap
+# Batch writers take it shared (workers of other partitions write side by side), the swap of
+# `registre rebuild` exclusive: no batch is half applied on either side of a swap.
+PROJECTION_LOCK = 7_146_240_002
 LIVE = "projections"  # the schema of the projections readers read
 Fold = Callable[[dict[str, Any] | None, Record, datetime | None], dict[str, Any]]
 Arrival = Callable[[LogRecord], datetime | None]  # when the ledger first applied a record
@@ -121,7 +123,7 @@ async def apply_batch(
     async with conn.transaction(), conn.cursor() as live_cursor:
         cur: Any = live_cursor
         if schema == LIVE:
-            await cur.execute("SELECT pg_advisory_xact_lock(%s)", (PROJECTION_LOCK,))
+            await cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (PROJECTION_LOCK,))
         else:
             cur = SchemaCursor(live_cursor, schema)
         positions = await _positions(cur, consumer, topic, sorted({i.partition for i in items}))
