@@ -378,7 +378,7 @@ def _dbname(url: str) -> str:
 
 
 def run(events: int = 20_000, repeat: int = 3, profile: bool = False,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
+        log: Callable[[str], None] = print, parallel: int = 2) -> dict[str, Any]:
     """The whole benchmark on its own embedded services; returns the results."""
     configure("warning")
     master = new_data_key()
@@ -388,7 +388,8 @@ def run(events: int = 20_000, repeat: int = 3, profile: bool = False,
         log(f"  publishing {len(evs)} events with registre's Publisher (not timed here)")
         published = publish_events(svc.bootstrap, svc.database_url, master, evs)
         log(f"    {published['events_per_s']:,.0f} events/s")
-        result = measure(svc, master, len(evs), repeat, work, profile=profile, log=log)
+        result = measure(svc, master, len(evs), repeat, work, profile=profile,
+                         parallel=parallel, log=log)
     result.pop("final_database_url", None)
     return {"benchmark": "processors", "config": {
         "events": len(evs), "subjects": len({e["subject_id"] for e in evs}),
@@ -435,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="10000 events, 1 repetition")
     p.add_argument("--profile", action="store_true", help="one more worker pass under py-spy")
+    p.add_argument("--parallel", type=int, default=2,
+                   help="workers of the parallel pass (1: none)")
     p.add_argument("--output", default=str(RESULTS / "processors.json"))
     args = p.parse_args(argv)
     if args.quick:
@@ -442,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.events < 100 or args.repeat < 1:
         p.error("--events must be at least 100 and --repeat positive")
     r = run(args.events, args.repeat, args.profile,
-            log=lambda s: print(s, file=sys.stderr, flush=True))
+            log=lambda s: print(s, file=sys.stderr, flush=True), parallel=args.parallel)
     print(report(r))
     print(f"wrote {write_results(args.output, r)}")
     return 0

@@ -125,19 +125,29 @@ def _sealed_country(record: Record) -> bytes | None:
 def connection_country(record: Record, lookup: KeyLookup | None,
                        catalogue: Catalogue | None = None) -> str:
     """The connection's country code, or ``unknown`` (absent, unreadable, not a code)."""
-    sealed = _sealed_country(record)
+    return _country(record, _sealed_country(record), lookup,
+                    _country_field(catalogue or load_catalogue()))
+
+
+def _country(record: Record, sealed: bytes | None, lookup: KeyLookup | None,
+             field: PiiField) -> str:
     if sealed is None or lookup is None:
         return UNKNOWN
     value = open_field(record.type, record.event_id, record.subject_id, record.occurred_at,
-                       _country_field(catalogue or load_catalogue()), sealed, lookup)
+                       field, sealed, lookup)
     return value if isinstance(value, str) and _COUNTRY.fullmatch(value) else UNKNOWN
 
 
 # --- the hook -----------------------------------------------------------------------------
 
 
-def _member_token(key: bytes, group: Group) -> str:
-    sub = hmac.new(key, _TOKEN_LABEL, hashlib.sha256).digest()
+def _member_token(key: bytes, group: Group, subkeys: dict[bytes, bytes] | None = None) -> str:
+    """``k:`` + HMAC(HMAC(key, label), group); ``subkeys`` keeps the inner HMAC per key."""
+    sub = subkeys.get(key) if subkeys is not None else None
+    if sub is None:
+        sub = hmac.new(key, _TOKEN_LABEL, hashlib.sha256).digest()
+        if subkeys is not None:
+            subkeys[key] = sub
     label = "\x1f".join((group.measure, group.period.isoformat(), group.dim1, group.dim2))
     return "k:" + hmac.new(sub, label.encode(), hashlib.sha256).hexdigest()
 
@@ -163,21 +173,22 @@ def tally(records: list[Record], keys: Mapping[tuple[KeyRef, int], bytes],
     [events, granted], and the (group, member) pairs behind its distinct-subject count.
 
     The one rule for the live hook (a batch) and a rebuild (a whole partition at once)."""
-    lookup = lookup_from(keys)
+    lookup, field = lookup_from(keys), _country_field(catalogue)
     counts: dict[Group, list[int]] = {}
     members: set[tuple[Group, str]] = set()
+    subkeys: dict[bytes, bytes] = {}
     for record in records:
         country, token_key = UNKNOWN, None
         if record.type == "ConnectionRecorded":
-            country = connection_country(record, lookup, catalogue)
+            sealed = _sealed_country(record)
+            country = _country(record, sealed, lookup, field)
             if country != UNKNOWN:
-                version = sealed_version(_sealed_country(record) or b"")
-                token_key = keys.get((_location_ref(record), version))
+                token_key = keys.get((_location_ref(record), sealed_version(sealed or b"")))
         for group, events, granted in contributions(record, country):
             c = counts.setdefault(group, [0, 0])
             c[0] += events
             c[1] += granted
-            member = (_member_token(token_key, group) if token_key is not None
+            member = (_member_token(token_key, group, subkeys) if token_key is not None
                       else "s:" + record.subject_id)
             members.add((group, member))
     return counts, members

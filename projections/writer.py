@@ -12,7 +12,6 @@ statement of the batch and of its hooks then names ``<schema>.<table>`` instead 
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -188,11 +187,11 @@ async def _fold(cur: psycopg.AsyncCursor, out: Outcome,
                 arrival: Arrival | None) -> None:
     """Fold every new event into its subject's view (locked for the transaction)."""
     await cur.execute(
-        "SELECT event_id::text FROM projections.applied_events WHERE event_id = ANY(%s::uuid[])",
-        ([r.event_id for _, r in decoded],))
+        "SELECT event_id::text FROM projections.applied_events"
+        " WHERE event_id = ANY(%b::text[]::uuid[])", ([r.event_id for _, r in decoded],))
     seen = {row[0] for row in await cur.fetchall()}
     await cur.execute(
-        "SELECT subject_id, doc FROM projections.customer_view WHERE subject_id = ANY(%s)"
+        "SELECT subject_id, doc FROM projections.customer_view WHERE subject_id = ANY(%b)"
         " FOR UPDATE", (sorted({r.subject_id for _, r in decoded}),))
     views: dict[str, dict[str, Any]] = {s: d for s, d in await cur.fetchall()}
     for item, record in decoded:
@@ -264,15 +263,16 @@ async def _advance(cur: psycopg.AsyncCursor, consumer: str, topic: str,
 async def _archive(
     cur: psycopg.AsyncCursor, items: Sequence[Incoming], poison: set[tuple[int, int]]
 ) -> None:
-    async with cur.copy(
+    async with cur.copy(  # binary: the values go as they are, not as hex text
         "COPY projections.archive (topic, partition, \"offset\", key, headers, value, poison,"
-        " timestamp_ms) FROM STDIN"
+        " timestamp_ms) FROM STDIN (FORMAT BINARY)"
     ) as copy:
+        copy.set_types(["text", "int4", "int8", "bytea", "jsonb", "bytea", "bool", "int8"])
         for i in items:
             if (i.partition, i.offset) in poison:  # keep the position, not the bytes
-                await copy.write_row((i.topic, i.partition, i.offset, None, "[]", None, True,
+                await copy.write_row((i.topic, i.partition, i.offset, None, [], None, True,
                                       i.timestamp_ms))
                 continue
-            headers = json.dumps([[k, base64.b64encode(v or b"").decode()] for k, v in i.headers])
+            headers = [[k, base64.b64encode(v or b"").decode()] for k, v in i.headers]
             await copy.write_row((i.topic, i.partition, i.offset, i.key, headers, i.value, False,
                                   i.timestamp_ms))
