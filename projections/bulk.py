@@ -63,6 +63,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "contact_lookup": ("subject_id", "kind", "digest"),
     "analytics_totals": ("measure", "period", "dim1", "dim2", "events", "granted", "subjects"),
 }
+# rows that never change once written: COPYed after each chunk (the others once, at the end)
+APPEND_ONLY = ("applied_events", "dead_letters", "consent_history", "erasures",
+               "erasure_requests")
 GroupKey = tuple[str, Any, str, str]  # analytics.Group as a plain tuple (pickles small)
 Progress = Callable[[int, int], None]  # (partition, records just done)
 
@@ -108,7 +111,7 @@ class PartitionFold:
         self.arrivals = arrivals
         self.views: dict[str, dict[str, Any]] = {}
         self.seen: set[str] = set()
-        self.rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in COLUMNS}
+        self.rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in APPEND_ONLY}
         self.requests: dict[tuple[str, str], tuple[Any, ...]] = {}
         self.counts: dict[analytics.Group, list[int]] = {}
         self.members: set[tuple[analytics.Group, str]] = set()
@@ -162,14 +165,19 @@ class PartitionFold:
         self.contacts.update(lookup.entries(sources,
                                             lookup.opened_values(sources, contact, fields)))
 
-    def final_rows(self, master_key: bytes) -> dict[str, list[tuple[Any, ...]]]:
-        rows = self.rows
-        rows["customer_view"] = [(s, v["status"], Jsonb(v)) for s, v in self.views.items()]
-        rows["requests"] = list(self.requests.values())
-        rows["analytics_members"] = [(g.measure, g.period, g.dim1, g.dim2, m)
-                                     for g, m in self.members]
-        rows["contact_lookup"] = lookup.digest_rows(lookup_key(master_key), self.contacts)
+    def take_rows(self) -> dict[str, list[tuple[Any, ...]]]:
+        """The append-only rows of the chunks so far (and forget them)."""
+        rows, self.rows = self.rows, {t: [] for t in APPEND_ONLY}
         return rows
+
+    def final_rows(self, master_key: bytes) -> dict[str, list[tuple[Any, ...]]]:
+        """The rows of the final state: views, requests, members, lookup entries."""
+        return {
+            "customer_view": [(s, v["status"], Jsonb(v)) for s, v in self.views.items()],
+            "requests": list(self.requests.values()),
+            "analytics_members": [(g.measure, g.period, g.dim1, g.dim2, m)
+                                  for g, m in self.members],
+            "contact_lookup": lookup.digest_rows(lookup_key(master_key), self.contacts)}
 
     def groups(self) -> dict[GroupKey, list[int]]:
         subjects: dict[analytics.Group, int] = {}
@@ -188,6 +196,14 @@ async def copy_rows(cur: psycopg.AsyncCursor, table: str, rows: Iterable[tuple[A
             await copy.write_row(row)
 
 
+async def _write(conn: psycopg.AsyncConnection, rows: dict[str, list[tuple[Any, ...]]]
+                 ) -> None:
+    async with conn.cursor() as cur:
+        for table, table_rows in rows.items():
+            if table_rows:
+                await copy_rows(cur, table, table_rows)
+
+
 async def _keys(cur: psycopg.AsyncCursor, master: bytes, records: list[Record]
                 ) -> tuple[dict[Any, bytes], dict[Any, bytes]]:
     """The location and contact keys this chunk's analytics and lookup rows need."""
@@ -198,7 +214,7 @@ async def _keys(cur: psycopg.AsyncCursor, master: bytes, records: list[Record]
 
 async def _fold_partition(task: BulkTask, progress: Progress | None) -> BulkResult:
     result = BulkResult(task.partition)
-    clock = {"read": 0.0, "decode+fold": 0.0, "keys+rows": 0.0}
+    clock = {"read": 0.0, "decode+fold": 0.0, "keys+rows": 0.0, "copy": 0.0}
     catalogue = load_catalogue()
     fields = lookup.contact_fields(catalogue)
     async with await psycopg.AsyncConnection.connect(task.database_url,
@@ -216,22 +232,21 @@ async def _fold_partition(task: BulkTask, progress: Progress | None) -> BulkResu
                                                 [r for _, r in out.applied])
             state.add_rows(out, location, contact, fields)
             t3 = time.perf_counter()
+            await _write(conn, state.take_rows())
+            t4 = time.perf_counter()
             clock["read"] += t1 - t0
             clock["decode+fold"] += t2 - t1
             clock["keys+rows"] += t3 - t2
-            t0 = t3
+            clock["copy"] += t4 - t3
+            t0 = t4
             result.records += len(items)
             result.applied += len(out.applied)
             result.dead += len(out.dead)
             if progress is not None:
                 progress(task.partition, len(items))
         t0 = time.perf_counter()
-        rows = state.final_rows(task.master_key)
-        async with conn.transaction(), conn.cursor() as cur:
-            for table, table_rows in rows.items():
-                if table_rows:
-                    await copy_rows(cur, table, table_rows)
-        clock["copy"] = time.perf_counter() - t0
+        await _write(conn, state.final_rows(task.master_key))
+        clock["copy"] += time.perf_counter() - t0
     result.duplicates = state.duplicates
     result.groups = state.groups()
     result.seconds = clock
