@@ -59,6 +59,13 @@ BEGIN
                        ' INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING COMMENTS)', t, t);
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON projections_next.%I'
                        ' TO registre_processor', t);
+        -- storage options (fill factor, TOAST target) before the rows are written
+        IF (SELECT reloptions FROM pg_class
+            WHERE oid = format('projections.%I', t)::regclass) IS NOT NULL THEN
+            EXECUTE format('ALTER TABLE projections_next.%I SET (%s)', t,
+                           (SELECT array_to_string(reloptions, ', ') FROM pg_class
+                            WHERE oid = format('projections.%I', t)::regclass));
+        END IF;
     END LOOP;
 END $$;
 
