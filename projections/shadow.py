@@ -99,6 +99,16 @@ async def positions(conn: psycopg.AsyncConnection, schema: str) -> dict[int, int
     return {p: o for p, o in await cur.fetchall()}
 
 
+async def keep_vacuum_away(conn: psycopg.AsyncConnection) -> None:
+    """In the swap's transaction, before the projection lock: SHARE UPDATE EXCLUSIVE on the
+    live tables. It conflicts with no reader or writer, only with (auto)vacuum, which is
+    cancelled rather than found holding a table when the swap asks for ACCESS EXCLUSIVE
+    (else the processors would wait a second more, behind the projection lock)."""
+    tables = (await (await conn.execute("SELECT projections.rebuild_tables()")).fetchone())[0]
+    await conn.execute("LOCK TABLE " + ", ".join(f"{LIVE}.{t}" for t in tables)
+                       + " IN SHARE UPDATE EXCLUSIVE MODE")
+
+
 async def swap_in(conn: psycopg.AsyncConnection) -> int:
     """Inside the caller's transaction (projection lock held, live positions reached): drop
     from the shadow's lookup index the subjects whose contact key was destroyed meanwhile,

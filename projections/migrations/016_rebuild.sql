@@ -139,9 +139,11 @@ BEGIN
         EXECUTE format('REVOKE ALL ON %s FROM %s', new, CASE WHEN g.grantee = 0 THEN 'PUBLIC'
                        ELSE quote_ident(pg_get_userbyid(g.grantee)) END);
     END LOOP;
-    FOR g IN SELECT a.grantee, a.privilege_type, a.is_grantable
-             FROM aclexplode(coalesce(o.relacl, acldefault('r', o.relowner))) a LOOP
-        EXECUTE format('GRANT %s ON %s TO %s%s', g.privilege_type, new,
+    FOR g IN SELECT a.grantee, a.is_grantable,
+                    string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type) AS privileges
+             FROM aclexplode(coalesce(o.relacl, acldefault('r', o.relowner))) a
+             GROUP BY a.grantee, a.is_grantable LOOP
+        EXECUTE format('GRANT %s ON %s TO %s%s', g.privileges, new,
                        CASE WHEN g.grantee = 0 THEN 'PUBLIC'
                             ELSE quote_ident(pg_get_userbyid(g.grantee)) END,
                        CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);

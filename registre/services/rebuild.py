@@ -283,6 +283,7 @@ async def _swap(job: Rebuild, conn: psycopg.AsyncConnection, tail: LogTail,
         try:
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                await shadow.keep_vacuum_away(conn)  # blocks nobody; waits out autovacuum
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PROJECTION_LOCK,))
                 locked = time.monotonic()
                 live = await shadow.positions(conn, LIVE)
