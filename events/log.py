@@ -9,7 +9,7 @@ real end, which is exact on Apache Kafka too.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
@@ -132,10 +132,12 @@ class LogReader:
 
 
 async def read_partition(bootstrap: str, partition: int, start: int, end: int,
-                         topic: str | None = None, chunk: int = 5000
+                         topic: str | None = None, chunk: int = 5000,
+                         keep: Callable[[bytes | None], bool] | None = None
                          ) -> AsyncIterator[list[LogRecord]]:
     """Records ``start`` to ``end`` (excluded) of one partition in offset order, in chunks of
-    up to ``chunk``: the fast path (aiokafka, no group) of a rebuild's worker processes."""
+    up to ``chunk``: the fast path (aiokafka, no group) of a rebuild's worker processes.
+    With ``keep``, only the records whose key it keeps (a chunk may then be empty)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     tp = TopicPartition(topic or topic_name("ledger"), partition)
@@ -158,7 +160,8 @@ async def read_partition(bootstrap: str, partition: int, start: int, end: int,
             idle = 0
             position = got[-1].offset + 1
             yield [LogRecord(m.topic, m.partition, m.offset, m.key, m.value,
-                             tuple(m.headers or ()), m.timestamp) for m in got if m.offset < end]
+                             tuple(m.headers or ()), m.timestamp) for m in got
+                   if m.offset < end and (keep is None or keep(m.key))]
     finally:
         await consumer.stop()
 

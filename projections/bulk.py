@@ -23,6 +23,7 @@ import asyncio
 import gc
 import os
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -84,11 +85,20 @@ class BulkTask:
     policy: Policy
     now: datetime  # the arrival of a record no checkpoint covers
     skip: frozenset[int] = frozenset()  # offsets counted as duplicates (an id seen elsewhere)
+    slices: int = 1  # the partition's subjects split in this many passes (memory)...
+    slice: int = 0  # ...and this task folds this one (records keyed `slice_of` it)
+
+
+def slice_of(key: bytes | None, slices: int) -> int:
+    """Which of ``slices`` passes over a partition folds the records of this key (subject):
+    each pass holds only its own subjects' views in memory."""
+    return zlib.crc32(key or b"") % slices
 
 
 @dataclass
 class BulkResult:
     partition: int
+    slice: int = 0
     records: int = 0
     applied: int = 0
     dead: int = 0
@@ -213,7 +223,9 @@ async def _keys(cur: psycopg.AsyncCursor, master: bytes, records: list[Record]
 
 
 async def _fold_partition(task: BulkTask, progress: Progress | None) -> BulkResult:
-    result = BulkResult(task.partition)
+    result = BulkResult(task.partition, task.slice)
+    keep = None if task.slices == 1 else (
+        lambda key: slice_of(key, task.slices) == task.slice)
     clock = {"read": 0.0, "decode+fold": 0.0, "keys+rows": 0.0, "copy": 0.0}
     catalogue = load_catalogue()
     fields = lookup.contact_fields(catalogue)
@@ -223,7 +235,7 @@ async def _fold_partition(task: BulkTask, progress: Progress | None) -> BulkResu
                               await apartition_checkpoints(conn, task.topic, task.partition))
         t0 = time.perf_counter()
         async for items in read_partition(task.bootstrap, task.partition, 0, task.end,
-                                          task.topic, CHUNK):
+                                          task.topic, CHUNK, keep):
             t1 = time.perf_counter()
             out = state.chunk(items)
             t2 = time.perf_counter()

@@ -47,9 +47,27 @@ def prepare(conn: psycopg.Connection) -> list[str]:
     return tables
 
 
-def index(conn: psycopg.Connection) -> None:
-    """The live tables' keys and indexes on the shadow tables (after the bulk COPY)."""
-    conn.execute("SELECT projections.rebuild_index()")
+INDEX_MEMORY = "256MB"  # sorts of the index builds in memory (the default 64MB spills)
+
+
+def index(database_url: str, sessions: int = 2) -> None:
+    """The live tables' keys and indexes on the shadow tables (after the bulk COPY), the
+    largest tables first, ``sessions`` tables at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        tables = [t for t, in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            f" WHERE n.nspname = '{NEXT}' AND c.relkind = 'r'"
+            " ORDER BY pg_total_relation_size(c.oid) DESC, c.relname").fetchall()]
+
+    def build(table: str) -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f"SET maintenance_work_mem = '{INDEX_MEMORY}'")
+            conn.execute("SELECT projections.rebuild_index_table(%s)", (table,))
+
+    with ThreadPoolExecutor(max(1, sessions)) as pool:
+        list(pool.map(build, tables))
 
 
 def discard(conn: psycopg.Connection) -> None:

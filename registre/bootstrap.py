@@ -128,7 +128,8 @@ class Registre:
                 (requests.hook, requests.RESET_SQL),
                 (lookup.make_hook(self.master_key, self.catalogue), lookup.RESET_SQL)]
 
-    def rebuild_job(self, workers: int | None = None, progress: bool = False) -> Rebuild:
+    def rebuild_job(self, workers: int | None = None, progress: bool = False,
+                    memory_mb: int = 2048) -> Rebuild:
         """`registre rebuild` as the processor role: the live fold and projection hooks for
         the catch-up, the policy and keys for the bulk workers."""
         from registre.services.rebuild import Rebuild
@@ -136,7 +137,7 @@ class Registre:
         return Rebuild(self.kafka, self.url("processor"), self.policy, self.master_key,
                        self.signing_key.public_key(), self.fold(),
                        [hook for hook, _ in self.projection_hooks()], self.clock,
-                       workers=workers, progress=progress)
+                       workers=workers, progress=progress, memory_mb=memory_mb)
 
     def worker_config(self) -> WorkerConfig:
         env = self.settings.env

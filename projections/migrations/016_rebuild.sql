@@ -11,6 +11,7 @@
 --   projections.rebuild_prepare()  drop any shadow, create empty shadow tables: the live
 --                                  columns, defaults, checks and comments, no index yet
 --   projections.rebuild_index()    the live tables' keys and indexes, same names; ANALYZE
+--                                  (rebuild_index_table(t): one table, to index side by side)
 --   projections.rebuild_swap()     swap every shadow table in; see below
 --   projections.rebuild_discard()  drop the shadow tables (an interrupted rebuild)
 --
@@ -69,29 +70,39 @@ BEGIN
     END LOOP;
 END $$;
 
+-- One shadow table's keys and indexes (several tables are indexed side by side).
+CREATE OR REPLACE FUNCTION projections.rebuild_index_table(t text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c record;
+BEGIN
+    IF NOT t = ANY(projections.rebuild_tables() || ARRAY['offsets']) THEN
+        RAISE EXCEPTION '% is not a rebuilt projection', t;
+    END IF;
+    FOR c IN SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint
+             WHERE conrelid = format('projections.%I', t)::regclass
+               AND contype IN ('p', 'u', 'x') ORDER BY conname LOOP
+        EXECUTE format('ALTER TABLE projections_next.%I ADD CONSTRAINT %I %s',
+                       t, c.conname, c.def);
+    END LOOP;
+    FOR c IN SELECT pg_get_indexdef(x.indexrelid) AS def FROM pg_index x
+             WHERE x.indrelid = format('projections.%I', t)::regclass
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint k
+                               WHERE k.conindid = x.indexrelid AND k.conrelid = x.indrelid)
+             ORDER BY x.indexrelid LOOP
+        EXECUTE regexp_replace(c.def, ' ON projections\.' || quote_ident(t) || ' ',
+                               ' ON projections_next.' || quote_ident(t) || ' ');
+    END LOOP;
+    EXECUTE format('ANALYZE projections_next.%I', t);
+END $$;
+
 CREATE OR REPLACE FUNCTION projections.rebuild_index() RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t text;
-    c record;
 BEGIN
     FOREACH t IN ARRAY projections.rebuild_tables() || ARRAY['offsets'] LOOP
-        FOR c IN SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint
-                 WHERE conrelid = format('projections.%I', t)::regclass
-                   AND contype IN ('p', 'u', 'x') ORDER BY conname LOOP
-            EXECUTE format('ALTER TABLE projections_next.%I ADD CONSTRAINT %I %s',
-                           t, c.conname, c.def);
-        END LOOP;
-        FOR c IN SELECT pg_get_indexdef(x.indexrelid) AS def FROM pg_index x
-                 WHERE x.indrelid = format('projections.%I', t)::regclass
-                   AND NOT EXISTS (SELECT 1 FROM pg_constraint k
-                                   WHERE k.conindid = x.indexrelid
-                                     AND k.conrelid = x.indrelid)
-                 ORDER BY x.indexrelid LOOP
-            EXECUTE regexp_replace(c.def, ' ON projections\.' || quote_ident(t) || ' ',
-                                   ' ON projections_next.' || quote_ident(t) || ' ');
-        END LOOP;
-        EXECUTE format('ANALYZE projections_next.%I', t);
+        PERFORM projections.rebuild_index_table(t);
     END LOOP;
 END $$;
 
@@ -263,10 +274,11 @@ DECLARE
     f text;
 BEGIN
     FOREACH f IN ARRAY ARRAY['rebuild_discard()', 'rebuild_prepare()', 'rebuild_index()',
-                             'rebuild_swap()', 'rebuild_check(regclass)',
-                             'rebuild_carry(text)'] LOOP
+                             'rebuild_index_table(text)', 'rebuild_swap()',
+                             'rebuild_check(regclass)', 'rebuild_carry(text)'] LOOP
         EXECUTE format('REVOKE ALL ON FUNCTION projections.%s FROM PUBLIC', f);
     END LOOP;
     GRANT EXECUTE ON FUNCTION projections.rebuild_discard(), projections.rebuild_prepare(),
-        projections.rebuild_index(), projections.rebuild_swap() TO registre_processor;
+        projections.rebuild_index(), projections.rebuild_index_table(text),
+        projections.rebuild_swap() TO registre_processor;
 END $$;

@@ -44,6 +44,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         " processors keep applying (blue/green)")
     rb.add_argument("--workers", type=int, default=None,
                     help="worker processes folding partitions (default: one per core)")
+    rb.add_argument("--memory-mb", type=int, default=2048,
+                    help="memory one worker may hold; a partition with more subjects is folded"
+                         " in several passes (default 2048)")
     rb.set_defaults(func=rebuild)
 
 
@@ -173,8 +176,11 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers: at least 1")
+    if args.memory_mb < 64:
+        raise UserError("--memory-mb: at least 64")
     reg = Registre(settings)
-    report = run_rebuild(reg.rebuild_job(args.workers, progress=sys.stderr.isatty()))
+    report = run_rebuild(reg.rebuild_job(args.workers, progress=sys.stderr.isatty(),
+                                         memory_mb=args.memory_mb))
     emit(report.summary(), as_json=True)
     return 0
 
