@@ -208,7 +208,7 @@ async def copy_rows(cur: psycopg.AsyncCursor, table: str, rows: Iterable[tuple[A
 
 async def _write(conn: psycopg.AsyncConnection, rows: dict[str, list[tuple[Any, ...]]]
                  ) -> None:
-    async with conn.cursor() as cur:
+    async with conn.transaction(), conn.cursor() as cur:
         for table, table_rows in rows.items():
             if table_rows:
                 await copy_rows(cur, table, table_rows)
@@ -231,6 +231,8 @@ async def _fold_partition(task: BulkTask, progress: Progress | None) -> BulkResu
     fields = lookup.contact_fields(catalogue)
     async with await psycopg.AsyncConnection.connect(task.database_url,
                                                      autocommit=True) as conn:
+        # the shadow is thrown away if anything fails: no need to wait for each flush to disk
+        await conn.execute("SET synchronous_commit = off")
         state = PartitionFold(task, ViewFold(task.policy, catalogue), catalogue,
                               await apartition_checkpoints(conn, task.topic, task.partition))
         t0 = time.perf_counter()

@@ -82,7 +82,7 @@ def _sealed_leaves(fold: ViewFold, record: Record) -> dict[str, dict[str, Any]]:
     leaves = fold.leaves.get(record.type)
     if leaves is None:
         leaves = fold.leaves[record.type] = _leaves_of(fold.catalogue, record.type)
-    at = format_instant(record.occurred_at)
+    at = fold._occurred(record)
     out = {}
     for path, key, dotted, category in leaves:
         value: Any = record.data
@@ -121,6 +121,7 @@ class ViewFold:
         self.policy = policy
         self.catalogue = catalogue or load_catalogue()
         self.leaves: dict[str, Leaves] = {}  # worked out once per event type
+        self._formatted: tuple[Record | None, str] = (None, "")  # the last record's instant
 
     def consent_expiry(self, at: datetime) -> datetime:
         """When a choice made at ``at`` expires (granted and refused choices only)."""
@@ -132,17 +133,25 @@ class ViewFold:
         the event's own time, for a replay of events that have all arrived long since)."""
         v = dict(view) if view else empty_view(record.subject_id)
         v["counts"] = dict(v["counts"])
+        occurred = self._occurred(record)
         handler = _HANDLERS.get(record.type)
         if handler is not None:
             at = record.occurred_at
             if arrived_at is not None and record.type in _ARRIVAL_DATED and arrived_at < at:
-                at = arrived_at
-            handler(self, v, record, format_instant(at))
+                handler(self, v, record, format_instant(arrived_at))
+            else:
+                handler(self, v, record, occurred)
         v["counts"]["events"] += 1
         last = v["last_event_at"]  # compare instants, not strings ("...00Z" > "...00.5Z")
         if not last or datetime.fromisoformat(last) < record.occurred_at:
-            v["last_event_at"] = format_instant(record.occurred_at)
+            v["last_event_at"] = occurred
         return v
+
+    def _occurred(self, record: Record) -> str:
+        """The record's instant as text, formatted once per record (the view repeats it)."""
+        if self._formatted[0] is not record:
+            self._formatted = (record, format_instant(record.occurred_at))
+        return self._formatted[1]
 
 
 Handler = Callable[[ViewFold, View, Record, str], None]

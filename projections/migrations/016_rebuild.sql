@@ -13,7 +13,8 @@
 --   projections.rebuild_index()    the live tables' keys and indexes, same names; ANALYZE
 --                                  (rebuild_index_table(t): one table, to index side by side)
 --   projections.rebuild_swap()     swap every shadow table in; see below
---   projections.rebuild_discard()  drop the shadow tables (an interrupted rebuild)
+--   projections.rebuild_discard()  drop the shadow tables (an interrupted rebuild) and the
+--                                  tables a swap replaced
 --
 -- The swap carries over what binds to a table rather than to its name: the grants (the live
 -- table's ACL, entry by entry), row-level security (ENABLE / FORCE and every policy), owner,
@@ -38,6 +39,8 @@ CREATE OR REPLACE FUNCTION projections.rebuild_tables() RETURNS text[]
                  'analytics_totals', 'analytics_members', 'requests', 'erasure_requests',
                  'contact_lookup', 'erasures'];
 
+-- Drop the shadow tables, and the tables a swap moved out (dropped after its commit, so that
+-- unlinking their files is not part of the swap).
 CREATE OR REPLACE FUNCTION projections.rebuild_discard() RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -45,6 +48,7 @@ DECLARE
 BEGIN
     FOREACH t IN ARRAY projections.rebuild_tables() || ARRAY['offsets'] LOOP
         EXECUTE format('DROP TABLE IF EXISTS projections_next.%I', t);
+        EXECUTE format('DROP TABLE IF EXISTS projections_old.%I', t);
     END LOOP;
 END $$;
 
@@ -259,10 +263,8 @@ BEGIN
     FOR i IN 1 .. coalesce(array_length(view_names, 1), 0) LOOP
         EXECUTE format('CREATE OR REPLACE VIEW %s%s', view_names[i], view_defs[i]);
     END LOOP;
-    FOREACH t IN ARRAY projections.rebuild_tables() LOOP
-        EXECUTE format('DROP TABLE projections_old.%I', t);
-    END LOOP;
-    -- the positions the new tables stand at
+    -- the positions the new tables stand at (the old tables stay in projections_old, read by
+    -- nobody, until rebuild_discard() drops them after the commit)
     DELETE FROM projections.offsets WHERE consumer = 'ledger';
     INSERT INTO projections.offsets SELECT * FROM projections_next.offsets
         WHERE consumer = 'ledger';

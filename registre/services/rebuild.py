@@ -271,6 +271,9 @@ async def _catch_up_and_swap(job: Rebuild, report: Report) -> None:
             report.caught_up += await _apply(job, conn, records)
         report.seconds["catch_up"] = time.monotonic() - t0
         await _swap(job, conn, tail, report)
+        t0 = time.monotonic()
+        await conn.execute("SELECT projections.rebuild_discard()")  # the replaced tables
+        report.seconds["drop_old"] = time.monotonic() - t0
 
 
 def _gap(live: dict[int, int], mine: dict[int, int]) -> dict[int, tuple[int, int]]:
