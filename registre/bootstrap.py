@@ -122,11 +122,14 @@ class Registre:
         """(hook, reset statements) of every projection written beside the customer view."""
         from projections import analytics, consent_history, lookup, requests
 
+        # analytics last: its totals are the rows every worker's batch updates, locked from
+        # that statement to the commit (the enforcement hook, after these, destroys keys only
+        # once the analytics and the lookup index have read them)
         return [(record_erasure_facts, RECORD_RESET_SQL),
                 (consent_history.hook, consent_history.RESET_SQL),
-                (analytics.make_hook(self.master_key, self.catalogue), analytics.RESET_SQL),
                 (requests.hook, requests.RESET_SQL),
-                (lookup.make_hook(self.master_key, self.catalogue), lookup.RESET_SQL)]
+                (lookup.make_hook(self.master_key, self.catalogue), lookup.RESET_SQL),
+                (analytics.make_hook(self.master_key, self.catalogue), analytics.RESET_SQL)]
 
     def rebuild_job(self, workers: int | None = None, progress: bool = False,
                     memory_mb: int = 2048) -> Rebuild:
