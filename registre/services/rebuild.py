@@ -21,6 +21,10 @@ dated as it was applied live: by the signing instant of the checkpoint that cove
 
 Interrupted (Ctrl-C, SIGTERM) or failed, it drops the shadow and leaves the live projections
 as they were. One rebuild at a time per database.
+
+The worker processes come from multiprocessing's forkserver (preloaded with
+`projections.bulk`): a script that calls `rebuild` needs the usual ``if __name__ ==
+"__main__":`` guard, as the `registre` command and `python -m` modules have.
 """
 
 from __future__ import annotations

@@ -302,3 +302,25 @@ def test_an_interrupted_rebuild_leaves_the_live_projections(broker, database_url
                     " WHERE n.nspname IN ('projections_next', 'projections_old')") == 0
     assert projection_rows(database_url) == rows
     assert catalog(database_url) == schema
+
+
+def test_one_event_id_in_two_partitions_rebuilds_as_the_processors_applied_it(
+        broker, database_url, master_key, keystore, tmp_path):
+    # acc-dup-1 and acc-dup-3 are in different partitions (5 and 4): the workers fold the two
+    # records side by side, and the rebuild must keep the one the live processors applied
+    shared = str(uuid.uuid4())
+    consent = {"purposes": ["marketing"], "notice_version": "2026-02", "mechanism": "api"}
+    first = {**w.event("ConsentGiven", "acc-dup-1", w.ago(2), consent), "event_id": shared}
+    again = {**w.event("ConsentGiven", "acc-dup-3", w.ago(1), consent), "event_id": shared}
+    home = tmp_path / "home"
+    with w.Worker(broker, database_url, master_key, home) as worker:
+        w.publish(broker, keystore, w.website_events(40, deletions=False) + [first])
+        w.wait_applied(broker, database_url, workers=[worker])
+        w.publish(broker, keystore, [again])
+        w.wait_applied(broker, database_url, workers=[worker])
+    live = projection_rows(database_url)
+    assert [v[0] for v in live["customer_view"] if v[0].startswith("acc-dup")] == ["acc-dup-1"]
+    report = rebuild(Registre(Settings.from_env(
+        w.client_env(broker, database_url, master_key, home))).rebuild_job())
+    assert report.records == sum(w.log_ends(broker).values())
+    assert projection_rows(database_url) == live
