@@ -28,9 +28,11 @@ DAY = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)  # bench.common.realistic_events st
 def measure(bootstrap: str, database_url: str, subjects: list[str], events: int,
             queries: int = 2000, scans: int = 3, seed: int = 17) -> dict[str, Any]:
     from processors.rules.audit import consent_at
+    from processors.rules.policy import load_policy
     from registre.services import audit
     from registre.services.replay import subject_records
 
+    policy = load_policy(None)  # the packaged durations, as `registre` without a policy file
     rng = random.Random(seed)
     span = timedelta(seconds=2 * events + 3600)  # realistic_events: one event every 2 s
 
@@ -43,20 +45,20 @@ def measure(bootstrap: str, database_url: str, subjects: list[str], events: int,
     scan_runs: list[dict[str, Any]] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
         for _ in range(min(200, queries)):
-            audit.consent(conn, *question())
+            audit.consent(conn, *question(), policy)
         for _ in range(queries):
             s, purpose, at = question()
             t = time.perf_counter()
-            answer = audit.consent(conn, s, purpose, at)
+            answer = audit.consent(conn, s, purpose, at, policy)
             latencies.append((time.perf_counter() - t) * 1000)
             statuses[answer["status"]] = statuses.get(answer["status"], 0) + 1
         for _ in range(scans):
             s, purpose, at = question()
             t = time.perf_counter()
             records = subject_records(bootstrap, s)
-            pure = consent_at(records, purpose, at)
+            pure = consent_at(records, purpose, at, policy.consent_validity_months)
             seconds = time.perf_counter() - t
-            answer = audit.consent(conn, s, purpose, at)
+            answer = audit.consent(conn, s, purpose, at, policy)
             scan_runs.append({"subject": s, "seconds": seconds, "records": len(records),
                               "same_answer": pure == {k: answer[k] for k in pure}})
     return {

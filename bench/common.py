@@ -101,6 +101,16 @@ def extra_broker(home: Path) -> Iterator[tuple[str, int | None]]:
         broker.stop()
 
 
+def signing_key_env(master: bytes) -> dict[str, str]:
+    """REGISTRE_SIGNING_KEY for a benchmark's processes, derived from its master key so that
+    the worker, the rebuild and the web service of one run sign and verify with one key."""
+    import base64
+    import hashlib
+
+    key = hashlib.sha256(b"registre-bench-signing-key" + master).digest()
+    return {"REGISTRE_SIGNING_KEY": base64.b64encode(key).decode()}
+
+
 def database_named(url: str, name: str) -> str:
     """The URL of database ``name`` on the server of ``url``."""
     base, _, query = url.partition("?")

@@ -55,6 +55,7 @@ from events.log import LogReader  # noqa: E402
 from events.model import Event  # noqa: E402
 from events.publisher import headers_for  # noqa: E402
 from processors.rules.audit import consent_at  # noqa: E402
+from processors.rules.policy import load_policy  # noqa: E402
 from projections.consent_history import rows as consent_rows  # noqa: E402
 from projections.writer import Incoming, Outcome  # noqa: E402
 from registre.logs import configure  # noqa: E402
@@ -64,6 +65,8 @@ from registre.services.replay import subject_records  # noqa: E402
 PURPOSES = ["optimisation", "personalised_ads", "marketing", "third_party_cookies"]
 START = datetime(2024, 6, 1, tzinfo=UTC)
 END = datetime(2026, 6, 1, tzinfo=UTC)
+POLICY = load_policy(None)  # the packaged durations, as `registre` without a policy file
+MONTHS = POLICY.consent_validity_months
 CONSENT_TYPES = {"ConsentGiven", "ConsentRefused", "ConsentWithdrawn"}
 
 
@@ -234,15 +237,15 @@ def run(n_events: int = 1_000_000, n_subjects: int | None = None, queries: int =
         mismatches = 0
         with psycopg.connect(svc.database_url, autocommit=True) as conn:
             for _ in range(200):
-                audit.consent(conn, *random_question(rng, subjects))
+                audit.consent(conn, *random_question(rng, subjects), POLICY)
             for i in range(queries):
                 s, purpose, at = random_question(rng, subjects)
                 t = time.perf_counter()
-                answer = audit.consent(conn, s, purpose, at)
+                answer = audit.consent(conn, s, purpose, at, POLICY)
                 latencies.append((time.perf_counter() - t) * 1000)
                 statuses[answer["status"]] = statuses.get(answer["status"], 0) + 1
                 if i % 5 == 0:  # the same question asked of the log's records, in memory
-                    pure = consent_at(by_subject.get(s, []), purpose, at)
+                    pure = consent_at(by_subject.get(s, []), purpose, at, MONTHS)
                     mismatches += pure != {k: answer[k] for k in pure}
 
             # (b) full-scan answers: the subject's partition, filtered on the key, then the fold
@@ -251,9 +254,9 @@ def run(n_events: int = 1_000_000, n_subjects: int | None = None, queries: int =
                 s, purpose, at = random_question(rng, subjects)
                 t = time.perf_counter()
                 records = subject_records(svc.bootstrap, s)
-                pure = consent_at(records, purpose, at)
+                pure = consent_at(records, purpose, at, MONTHS)
                 seconds = time.perf_counter() - t
-                answer = audit.consent(conn, s, purpose, at)
+                answer = audit.consent(conn, s, purpose, at, POLICY)
                 runs.append({"subject": s, "seconds": seconds, "records": len(records),
                              "same_answer": pure == {k: answer[k] for k in pure}})
                 log(f"  full scan {s}: {seconds:.2f}s")
@@ -263,7 +266,7 @@ def run(n_events: int = 1_000_000, n_subjects: int | None = None, queries: int =
         t = time.perf_counter()
         with LogReader(svc.bootstrap) as reader:
             found = [decode(r.value) for r in reader.read(key=s.encode())]
-        consent_at(found, purpose, at)
+        consent_at(found, purpose, at, MONTHS)
         whole_log_s = time.perf_counter() - t
 
     scan_times = sorted(x["seconds"] for x in runs)

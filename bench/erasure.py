@@ -82,7 +82,7 @@ def run(subjects: int = 500, deletions: int = 200, rate: float = 500.0,
             if time.monotonic() > deadline:
                 raise SystemExit("registre run did not start in 120 s")
             time.sleep(0.1)
-        kafka, url = settings.endpoints()
+        kafka, url = settings.endpoints("processor")  # reads the key store and the views
         victims = [f"victim-{i:05d}" for i in range(deletions)]
         others = [f"busy-{i:05d}" for i in range(subjects)]
         with Registre(settings).publisher() as pub:

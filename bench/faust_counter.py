@@ -38,8 +38,8 @@ def worker_settings(kafka: str, batch_size: int) -> dict[str, Any]:
     def capture(app_id: str, **settings: Any) -> None:
         captured.update(settings)
 
-    config = papp.WorkerConfig(kafka=kafka, database_url="", worker_id="bench-counter",
-                               embedded=True, batch_size=batch_size)
+    config = papp.WorkerConfig(kafka=kafka, worker_id="bench-counter", embedded=True,
+                               batch_size=batch_size)
     real = papp.faust
     papp.faust = SimpleNamespace(App=capture)  # type: ignore[assignment]
     try:
@@ -61,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from processors.app import WorkerConfig, ledger_topic
 
-    defaults = WorkerConfig(kafka=args.kafka, database_url="", worker_id="bench-counter",
-                            embedded=True)
+    defaults = WorkerConfig(kafka=args.kafka, worker_id="bench-counter", embedded=True)
     batch_size = int(os.environ.get("REGISTRE_BATCH_SIZE") or defaults.batch_size)
     app = faust.App(args.group, **worker_settings(args.kafka, batch_size))
     ledger = ledger_topic(app)

@@ -40,6 +40,7 @@ from bench.common import (  # noqa: E402
     median,
     publish_events,
     realistic_events,
+    signing_key_env,
     write_results,
 )
 from events.crypto import new_data_key  # noqa: E402
@@ -222,7 +223,7 @@ def run(events: int = 20_000, batch: int = 1000, repeat: int = 3, clients: int =
         env.update(REGISTRE_KAFKA=services.bootstrap, REGISTRE_DATABASE_URL=services.database_url,
                    REGISTRE_MASTER_KEY=base64.b64encode(master).decode(),
                    REGISTRE_HOME=str(home), REGISTRE_HTTP=f"127.0.0.1:{port}",
-                   REGISTRE_LOG_LEVEL="info")
+                   REGISTRE_LOG_LEVEL="info", **signing_key_env(master))
         token = make_token(services.database_url)
         web = start("registre.web", env, home / "web.log")
         try:

@@ -15,6 +15,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 STYLE = {
     "publish": ("tab:blue", "-", "o"),
     "process": ("tab:red", "-", "o"),
+    "process, 2 workers": ("tab:orange", "-", "s"),
     "process baseline (bare Faust)": ("tab:red", ":", "x"),
     "rebuild": ("tab:green", "-", "o"),
     "rebuild baseline (fetch + decode)": ("tab:green", ":", "x"),

@@ -25,15 +25,22 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
         "select (selectors.py", "poll (selectors.py", "_poll (selectors.py", "wait (threading.py",
         "acquire (threading.py", "sleep (", "recv_into (", "_wait_for_tstate_lock")),
     ("decode (Avro, events.codec)", ("(events/codec.py", "(fastavro/")),
-    ("fold (processors.rules.fold)", ("(processors/fold.py", "(processors/timeutil.py")),
+    ("fold (processors.rules.fold)", ("(processors/rules/fold.py",
+                                      "(processors/rules/timeutil.py",
+                                      "(processors/rules/requests.py", "(events/model.py")),
+    ("AES-GCM / Ed25519 (cryptography)", ("(cryptography/", "(events/crypto.py")),
     ("archive COPY (writer._archive)", ("_archive (projections/writer.py",)),
-    ("integrity chain + Ed25519 signing", ("(processors/integrity.py",
+    ("integrity chain + Ed25519 signing", ("(processors/rules/integrity.py",
                                            "(projections/integrity_store.py")),
     ("consent-history hook", ("(projections/consent_history.py",)),
     ("erasure hooks (record facts, enforce)", ("(projections/erasure_store.py",
-                                                "(processors/erasure.py",
-                                                "(processors/retention.py")),
+                                                "(processors/rules/erasure.py",
+                                                "(processors/rules/retention.py")),
     ("analytics hook", ("(projections/analytics.py",)),
+    ("lookup hook (keyed digests)", ("(projections/lookup.py", "(processors/rules/lookup.py")),
+    ("requests hook", ("(projections/requests.py",)),
+    ("key store (unwrap keys)", ("(events/keystore.py",)),
+    ("rebuild: rows and COPY of the bulk pass", ("(projections/bulk.py",)),
     ("outbox drain", ("(projections/outbox.py",)),
     ("JSON (de)serialisation (view docs as jsonb)", ("(json/", "(psycopg/types/json.py",
                                                     "(projections/jsonb.py", "(orjson")),
@@ -60,6 +67,7 @@ class Recorder:
     pid: int
     output: Path
     rate: int = 100
+    subprocesses: bool = False  # also the process's children (a rebuild's workers)
     process: subprocess.Popen | None = None
     started: float = 0.0
     error: str = ""
@@ -74,7 +82,7 @@ class Recorder:
             self.process = subprocess.Popen(
                 ["py-spy", "record", "--pid", str(self.pid), "--format", "raw", "--threads",
                  "--idle", "--nonblocking", "--rate", str(self.rate), "--output",
-                 str(self.output)],
+                 str(self.output), *(["--subprocesses"] if self.subprocesses else [])],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.started = time.monotonic()
         return self

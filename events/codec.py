@@ -12,6 +12,8 @@ fastavro too.
 from __future__ import annotations
 
 import io
+import json
+import re
 import struct
 import uuid
 from collections.abc import Callable, Mapping
@@ -90,13 +92,61 @@ def _copy(value: Any) -> Any:
     return value
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _uuid_text(value: str) -> str:
+    """What fastavro's uuid logical type and ``str`` make of a uuid-typed string (the
+    canonical form; ValueError if it is no uuid), without building a UUID when it is one."""
+    return value if _CANONICAL_UUID.fullmatch(value) else str(uuid.UUID(value))
+
+
 def _uuids_as_str(value: Any) -> Any:
-    """fastavro reads uuid-typed strings as uuid.UUID; the JSON form keeps them as strings."""
+    """The JSON form of what was read: uuid-typed strings in their canonical form."""
     if isinstance(value, Mapping):
         return {k: _uuids_as_str(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_uuids_as_str(v) for v in value]
     return str(value) if isinstance(value, uuid.UUID) else value
+
+
+def _without_uuid(node: Any) -> Any:
+    """The schema with its uuid logical types dropped (same binary encoding: strings)."""
+    if isinstance(node, list):
+        return [_without_uuid(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: v for k, v in node.items() if not (k == "logicalType" and v == "uuid")}
+    for key in ("type", "items", "values"):
+        if key in out:
+            out[key] = _without_uuid(out[key])
+    if "fields" in out:
+        out["fields"] = [_without_uuid(f) for f in out["fields"]]
+    return out
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """How to read one event type: most types have no uuid in their data, and are read with
+    a schema whose uuids come as plain strings (only the event id is then checked); the few
+    others are read as written, uuids as UUIDs, turned into strings."""
+
+    parsed: Any
+    data_uuids: bool
+
+
+_READERS: dict[bytes, _Reader] = {}
+
+
+def _reader(etype: EventType) -> _Reader:
+    found = _READERS.get(etype.fingerprint)
+    if found is None:
+        data = next(f for f in etype.schema["fields"] if f["name"] == "data")
+        uuids = '"uuid"' in json.dumps(data)
+        found = _READERS[etype.fingerprint] = _Reader(
+            etype.parsed if uuids else fastavro.parse_schema(_without_uuid(etype.schema)),
+            uuids)
+    return found
 
 
 _PLAIN_DOUBLE = struct.Struct(">d")
@@ -230,19 +280,19 @@ def event_type_of(value: bytes, catalogue: Catalogue | None = None) -> EventType
 def decode(value: bytes, catalogue: Catalogue | None = None) -> Record:
     """Read a message into a Record (no decryption). Raises DecodeError on anything else."""
     etype = event_type_of(value, catalogue)
+    reader = _reader(etype)
     buf = io.BytesIO(value)
     buf.seek(10)
     try:
-        rec = fastavro.schemaless_reader(buf, etype.parsed, etype.parsed)
+        rec = fastavro.schemaless_reader(buf, reader.parsed, None)
+        env, data = rec["envelope"], rec["data"]
+        event_id = str(env["event_id"]) if reader.data_uuids else _uuid_text(env["event_id"])
     except Exception as exc:  # fastavro raises several types on truncated input
         raise DecodeError(f"{etype.name}: body does not decode ({type(exc).__name__})") from None
     if buf.tell() != len(value):
         raise DecodeError(f"{etype.name}: {len(value) - buf.tell()} trailing bytes")
-    env = rec["envelope"]
-    return Record(
-        etype.name, str(env["event_id"]), env["subject_id"], env["occurred_at"], env["source"],
-        _uuids_as_str(rec["data"]),
-    )
+    return Record(etype.name, event_id, env["subject_id"], env["occurred_at"], env["source"],
+                  _uuids_as_str(data) if reader.data_uuids else data)
 
 
 KeyLookup = Callable[[KeyRef, int], bytes | None]

@@ -326,7 +326,7 @@ async def subjects_with_keys_before(cur: psycopg.AsyncCursor, period: str) -> li
 async def unwrapped_keys_in(cur: psycopg.AsyncCursor, master: bytes, refs: Iterable[KeyRef]
                             ) -> tuple[dict[tuple[KeyRef, int], bytes], int]:
     """Every version of the given keys, unwrapped; and how many did not unwrap (skipped)."""
-    refs = sorted(set(refs))
+    refs = sorted(set(refs), key=_ref_order)  # KeyRef's order, compared at C speed
     if not refs:
         return {}, 0
     await cur.execute(_SELECT_SQL, ([r.subject_id for r in refs], [r.category for r in refs],

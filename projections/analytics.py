@@ -52,8 +52,8 @@ import hmac
 import re
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, date
+from typing import NamedTuple
 
 import psycopg
 import structlog
@@ -79,9 +79,9 @@ RESET_SQL: tuple[str, ...] = (
 
 
 
-@dataclass(frozen=True, order=True)
-class Group:
-    """One row of one view: the measure, its day (or month) and its coarse dimensions."""
+class Group(NamedTuple):
+    """One row of one view: the measure, its day (or month) and its coarse dimensions (a
+    tuple: made and hashed at C speed, several times per event)."""
 
     measure: str
     period: date
@@ -125,19 +125,29 @@ def _sealed_country(record: Record) -> bytes | None:
 def connection_country(record: Record, lookup: KeyLookup | None,
                        catalogue: Catalogue | None = None) -> str:
     """The connection's country code, or ``unknown`` (absent, unreadable, not a code)."""
-    sealed = _sealed_country(record)
+    return _country(record, _sealed_country(record), lookup,
+                    _country_field(catalogue or load_catalogue()))
+
+
+def _country(record: Record, sealed: bytes | None, lookup: KeyLookup | None,
+             field: PiiField) -> str:
     if sealed is None or lookup is None:
         return UNKNOWN
     value = open_field(record.type, record.event_id, record.subject_id, record.occurred_at,
-                       _country_field(catalogue or load_catalogue()), sealed, lookup)
+                       field, sealed, lookup)
     return value if isinstance(value, str) and _COUNTRY.fullmatch(value) else UNKNOWN
 
 
 # --- the hook -----------------------------------------------------------------------------
 
 
-def _member_token(key: bytes, group: Group) -> str:
-    sub = hmac.new(key, _TOKEN_LABEL, hashlib.sha256).digest()
+def _member_token(key: bytes, group: Group, subkeys: dict[bytes, bytes] | None = None) -> str:
+    """``k:`` + HMAC(HMAC(key, label), group); ``subkeys`` keeps the inner HMAC per key."""
+    sub = subkeys.get(key) if subkeys is not None else None
+    if sub is None:
+        sub = hmac.new(key, _TOKEN_LABEL, hashlib.sha256).digest()
+        if subkeys is not None:
+            subkeys[key] = sub
     label = "\x1f".join((group.measure, group.period.isoformat(), group.dim1, group.dim2))
     return "k:" + hmac.new(sub, label.encode(), hashlib.sha256).hexdigest()
 
@@ -146,14 +156,42 @@ def _location_ref(record: Record) -> KeyRef:
     return KeyRef(record.subject_id, "location", key_period("location", record.occurred_at))
 
 
-async def _location_keys(cur: psycopg.AsyncCursor, master: bytes,
-                         records: list[Record]) -> dict[tuple[KeyRef, int], bytes]:
+async def location_keys(cur: psycopg.AsyncCursor, master: bytes,
+                        records: list[Record]) -> dict[tuple[KeyRef, int], bytes]:
+    """The location keys the connections of ``records`` were sealed with, where they exist."""
     refs = {_location_ref(r) for r in records
             if r.type == "ConnectionRecorded" and _sealed_country(r) is not None}
     keys, failed = await unwrapped_keys_in(cur, master, refs)
     if failed:  # counted as unknown: never fail the batch (it would dead-letter it)
         log.warning("location keys do not unwrap; countries counted as unknown", keys=failed)
     return keys
+
+
+def tally(records: list[Record], keys: Mapping[tuple[KeyRef, int], bytes],
+          catalogue: Catalogue) -> tuple[dict[Group, list[int]], set[tuple[Group, str]]]:
+    """What ``records`` add to the analytics, given the location keys that exist: per group
+    [events, granted], and the (group, member) pairs behind its distinct-subject count.
+
+    The one rule for the live hook (a batch) and a rebuild (a whole partition at once)."""
+    lookup, field = lookup_from(keys), _country_field(catalogue)
+    counts: dict[Group, list[int]] = {}
+    members: set[tuple[Group, str]] = set()
+    subkeys: dict[bytes, bytes] = {}
+    for record in records:
+        country, token_key = UNKNOWN, None
+        if record.type == "ConnectionRecorded":
+            sealed = _sealed_country(record)
+            country = _country(record, sealed, lookup, field)
+            if country != UNKNOWN:
+                token_key = keys.get((_location_ref(record), sealed_version(sealed or b"")))
+        for group, events, granted in contributions(record, country):
+            c = counts.setdefault(group, [0, 0])
+            c[0] += events
+            c[1] += granted
+            member = (_member_token(token_key, group, subkeys) if token_key is not None
+                      else "s:" + record.subject_id)
+            members.add((group, member))
+    return counts, members
 
 
 def make_hook(master_key: bytes, catalogue: Catalogue | None = None) -> Hook:
@@ -169,31 +207,15 @@ def make_hook(master_key: bytes, catalogue: Catalogue | None = None) -> Hook:
         records = [record for _, record in outcome.applied]
         if not records:
             return
-        keys = await _location_keys(cur, master_key, records)
-        lookup = lookup_from(keys)
-        counts: dict[Group, list[int]] = {}
-        members: set[tuple[Group, str]] = set()
-        for record in records:
-            country, token_key = UNKNOWN, None
-            if record.type == "ConnectionRecorded":
-                country = connection_country(record, lookup, cat)
-                if country != UNKNOWN:
-                    version = sealed_version(_sealed_country(record) or b"")
-                    token_key = keys.get((_location_ref(record), version))
-            for group, events, granted in contributions(record, country):
-                c = counts.setdefault(group, [0, 0])
-                c[0] += events
-                c[1] += granted
-                member = (_member_token(token_key, group) if token_key is not None
-                          else "s:" + record.subject_id)
-                members.add((group, member))
+        keys = await location_keys(cur, master_key, records)
+        counts, members = tally(records, keys, cat)
         fresh = await _insert_members(cur, sorted(members))
         groups = sorted(counts)
         await cur.execute(
             "INSERT INTO projections.analytics_totals AS t"
             " (measure, period, dim1, dim2, events, granted, subjects)"
-            " SELECT * FROM unnest(%s::text[], %s::date[], %s::text[], %s::text[],"
-            " %s::bigint[], %s::bigint[], %s::bigint[])"
+            " SELECT * FROM unnest(%b::text[], %b::date[], %b::text[], %b::text[],"
+            " %b::bigint[], %b::bigint[], %b::bigint[])"
             " ON CONFLICT (measure, period, dim1, dim2) DO UPDATE SET"
             " events = t.events + EXCLUDED.events, granted = t.granted + EXCLUDED.granted,"
             " subjects = t.subjects + EXCLUDED.subjects",
@@ -211,7 +233,7 @@ async def _insert_members(cur: psycopg.AsyncCursor,
     """Insert membership rows; how many subjects are new in each group."""
     await cur.execute(
         "INSERT INTO projections.analytics_members (measure, period, dim1, dim2, member)"
-        " SELECT * FROM unnest(%s::text[], %s::date[], %s::text[], %s::text[], %s::text[])"
+        " SELECT * FROM unnest(%b::text[], %b::date[], %b::text[], %b::text[], %b::text[])"
         " ON CONFLICT DO NOTHING RETURNING measure, period, dim1, dim2",
         ([g.measure for g, _ in members], [g.period for g, _ in members],
          [g.dim1 for g, _ in members], [g.dim2 for g, _ in members],

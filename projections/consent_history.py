@@ -22,10 +22,13 @@ from projections.writer import Outcome
 RESET_SQL = ("DELETE FROM projections.consent_history",)
 STATUS = {**CHOICES, "ConsentExpired": "expired"}
 
+# one statement per batch, arrays in binary (the columns of ``rows``, in order)
 INSERT_SQL = """
 INSERT INTO projections.consent_history (subject_id, purpose, occurred_at, status, event_id,
     notice_version, mechanism, choice_event_id, partition, "offset")
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
+SELECT * FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::text[], %b::text[]::uuid[],
+                     %b::text[], %b::text[], %b::text[]::uuid[], %b::int[], %b::bigint[])
+ON CONFLICT DO NOTHING
 """
 
 CONSENT_AT_SQL = """
@@ -61,7 +64,7 @@ async def hook(cur: psycopg.AsyncCursor, outcome: Outcome) -> None:
     """Record the consent choices of the batch (same transaction as the customer view)."""
     batch = rows(outcome)
     if batch:
-        await cur.executemany(INSERT_SQL, batch)
+        await cur.execute(INSERT_SQL, [list(column) for column in zip(*batch, strict=True)])
 
 
 def consent_at_sql(conn: psycopg.Connection, subject_id: str, purpose: str, at: datetime,

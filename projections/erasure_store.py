@@ -41,7 +41,7 @@ from processors.rules.policy import Policy
 from processors.rules.timeutil import add_months, period_of
 from projections import outbox, problems
 from projections.lookup import forget_in
-from projections.writer import Hook, Outcome
+from projections.writer import PROJECTION_LOCK, Hook, Outcome
 
 Clock = Callable[[], datetime]
 log = structlog.get_logger("registre.erasure")
@@ -54,6 +54,8 @@ async def carry_out(cur: psycopg.AsyncCursor, doc: dict[str, Any], policy: Polic
     """Destroy what is due for one subject now; queue the log records, signed with
     ``signer`` (the ledger's key). Returns them."""
     subject = doc["subject_id"]
+    # shared with other writers, exclusive for a rebuild's swap: it sees every destruction
+    await cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (PROJECTION_LOCK,))
     keys = await lock_subject_keys(cur, subject)
     p = plan(doc, keys, policy, now)
     if p.mark_erased:
@@ -120,11 +122,14 @@ def _json_data(record: Any) -> dict[str, Any]:
     return json.loads(json.dumps(event.to_json()["data"], default=str))
 
 
+def erasure_rows(out: Outcome) -> list[tuple[Any, ...]]:
+    """(subject, event id, kind, instant, body) of the erasure facts among the applied."""
+    return [(r.subject_id, r.event_id, r.type, r.occurred_at, Jsonb(_json_data(r)))
+            for _, r in out.applied if r.type in ("ErasureCompleted", "KeysDestroyed")]
+
+
 async def record_erasure_facts(cur: psycopg.AsyncCursor, out: Outcome) -> None:
-    rows = [
-        (r.subject_id, r.event_id, r.type, r.occurred_at, Jsonb(_json_data(r)))
-        for _, r in out.applied if r.type in ("ErasureCompleted", "KeysDestroyed")
-    ]
+    rows = erasure_rows(out)
     if rows:
         await cur.executemany(
             "INSERT INTO projections.erasures (subject_id, event_id, kind, occurred_at, body)"

@@ -170,12 +170,32 @@ async def arrivals(conn: Async, records: Sequence[ChainRecord]) -> dict[tuple[in
             await cur.execute(_COVERING, {"t": topic, "p": partition, "lo": min(offsets),
                                           "hi": max(offsets)})
             covering = await cur.fetchall()
-            ends = [o for o, _ in covering]
+            ends, instants = [o for o, _ in covering], [at for _, at in covering]
             for offset in offsets:
-                i = bisect.bisect_left(ends, offset)
-                if i < len(ends):
-                    out[(partition, offset)] = covering[i][1]
+                at = covering_instant(ends, instants, offset)
+                if at is not None:
+                    out[(partition, offset)] = at
     return out
+
+
+def covering_instant(ends: Sequence[int], instants: Sequence[datetime],
+                     offset: int) -> datetime | None:
+    """The signing instant of the first checkpoint (last offsets ``ends``, ascending) that
+    covers ``offset``; None when none does yet."""
+    i = bisect.bisect_left(ends, offset)
+    return instants[i] if i < len(ends) else None
+
+
+async def apartition_checkpoints(conn: Async, topic: str, partition: int
+                                 ) -> tuple[list[int], list[datetime]]:
+    """(last offsets, signing instants) of every checkpoint of one partition, by offset: what
+    `covering_instant` dates a whole partition's records with (a rebuild)."""
+    async with _acursor(conn) as cur:
+        await cur.execute('SELECT "offset", signed_at FROM integrity.checkpoints'
+                          ' WHERE topic = %s AND "partition" = %s ORDER BY "offset"',
+                          (topic, partition))
+        rows = await cur.fetchall()
+    return [o for o, _ in rows], [at for _, at in rows]
 
 
 # --- the signing key -----------------------------------------------------------------------

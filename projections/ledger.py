@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from events.catalogue import Catalogue, load_catalogue
 from events.log import LogRecord
 from processors.rules.fold import Fold
-from processors.rules.integrity import chain_form
+from processors.rules.integrity import placeholder
 from processors.rules.policy import Policy
 from projections import outbox
 from projections.erasure_store import retry_problems, sweep
@@ -158,8 +158,10 @@ class LedgerProjections:
         """The projections' hooks, then the chain: every new record chained and a checkpoint
         signed at ``now``, the batch's arrival (a rebuild dates the records by it)."""
         async def chain_records(cur: psycopg.AsyncCursor, out: Outcome) -> None:
-            checkpoints = await achain_batch(cur, [chain_form(i) for i in out.items],
-                                             self._signing, now)
+            # a record that did not decode is chained as its placeholder (as archived)
+            forms = [placeholder(i) if (i.partition, i.offset) in out.poison else i
+                     for i in out.items]
+            checkpoints = await achain_batch(cur, forms, self._signing, now)
             await outbox.add_checkpoints(cur, checkpoints)  # a copy outside PostgreSQL
 
         return [*self.hooks, chain_records]
@@ -209,4 +211,5 @@ def _merged(outcomes: list[Outcome]) -> Outcome:
         merged.already_applied += one.already_applied
         merged.views.update(one.views)
         merged.items += one.items
+        merged.poison |= one.poison
     return merged

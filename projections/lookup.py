@@ -12,7 +12,7 @@ gone. The table is emptied and refilled by `registre rebuild` (``RESET_SQL``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import psycopg
 import structlog
@@ -30,17 +30,17 @@ RESET_SQL: tuple[str, ...] = ("DELETE FROM projections.contact_lookup",)
 SOURCES = ("AccountCreated", "AccountUpdated")
 _DELETE_SQL = """
 DELETE FROM projections.contact_lookup WHERE (subject_id, kind) IN
-    (SELECT * FROM unnest(%s::text[], %s::text[]))
+    (SELECT * FROM unnest(%b::text[], %b::text[]))
 """
 _INSERT_SQL = """
 INSERT INTO projections.contact_lookup (subject_id, kind, digest)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[])
+SELECT * FROM unnest(%b::text[], %b::text[], %b::bytea[])
 """
 FIND_SQL = ("SELECT subject_id FROM projections.contact_lookup WHERE digest = %s AND kind = %s"
             " ORDER BY subject_id")
 
 
-def _fields(catalogue: Catalogue) -> dict[tuple[str, str], PiiField]:
+def contact_fields(catalogue: Catalogue) -> dict[tuple[str, str], PiiField]:
     """(event type, kind) -> the personal leaf holding it."""
     return {(t, f.path[-1]): f for t in SOURCES for f in catalogue.types[t].pii
             if len(f.path) == 2 and f.path[-1] in KINDS}
@@ -69,29 +69,58 @@ def entries(records: Iterable[Record], opened: dict[tuple[str, str], str | None]
     return state
 
 
+def contact_refs(records: Iterable[Record]) -> set[KeyRef]:
+    """The contact keys the lookup sources among ``records`` were sealed with."""
+    return {_contact_ref(r) for r in records if r.type in SOURCES}
+
+
+def opened_values(records: Iterable[Record], keys: Mapping[tuple[KeyRef, int], bytes],
+                  fields: Mapping[tuple[str, str], PiiField]) -> dict[tuple[str, str], str | None]:
+    """(event id, kind) -> the email or phone each lookup source carries, opened with the
+    contact keys that exist (None where it does not open)."""
+    opener = lookup_from(keys)
+    opened: dict[tuple[str, str], str | None] = {}
+    for r in records:
+        if r.type not in SOURCES:
+            continue
+        for kind in KINDS:
+            sealed = r.data.get(kind)
+            if sealed is not None:
+                opened[(r.event_id, kind)] = open_field(
+                    r.type, r.event_id, r.subject_id, r.occurred_at, fields[(r.type, kind)],
+                    sealed, opener)
+    return opened
+
+
+def digest_rows(hmac_key: bytes, state: Mapping[tuple[str, str], str | None]
+                ) -> list[tuple[str, str, bytes]]:
+    """(subject, kind, digest) of every entry that holds a value, in (subject, kind) order."""
+    rows = []
+    for subject, kind in sorted(state):
+        value = state[(subject, kind)]
+        if value is None:
+            continue
+        try:
+            rows.append((subject, kind, digest(hmac_key, kind, value)))
+        except NotLookupValue:  # validated at publish: only a very old event could be odd
+            continue
+    return rows
+
+
 def make_hook(master_key: bytes, catalogue: Catalogue | None = None) -> Hook:
     """The lookup hook for ``apply_batch``: ``async (cursor, outcome) -> None``."""
-    cat = catalogue or load_catalogue()
-    fields = _fields(cat)
+    fields = contact_fields(catalogue or load_catalogue())
     hmac_key = lookup_key(master_key)
 
     async def lookup_hook(cur: psycopg.AsyncCursor, outcome: Outcome) -> None:
         records = [r for _, r in outcome.applied if r.type in SOURCES]
         if not records:
             return
-        keys, failed = await unwrapped_keys_in(cur, master_key, {_contact_ref(r) for r in records})
+        keys, failed = await unwrapped_keys_in(cur, master_key, contact_refs(records))
         if failed:
             log.warning("contact keys do not unwrap; not indexed", keys=failed)
-        opener = lookup_from(keys)
-        opened: dict[tuple[str, str], str | None] = {}
-        for r in records:
-            for kind in KINDS:
-                sealed = r.data.get(kind)
-                if sealed is not None:
-                    opened[(r.event_id, kind)] = open_field(
-                        r.type, r.event_id, r.subject_id, r.occurred_at,
-                        fields[(r.type, kind)], sealed, opener)
-        await _write(cur, hmac_key, entries(records, opened))
+        state = entries(records, opened_values(records, keys, fields))
+        await _write(cur, hmac_key, state)
 
     return lookup_hook
 
@@ -100,15 +129,7 @@ async def _write(cur: psycopg.AsyncCursor, hmac_key: bytes,
                  state: dict[tuple[str, str], str | None]) -> None:
     pairs = sorted(state)
     await cur.execute(_DELETE_SQL, ([s for s, _ in pairs], [k for _, k in pairs]))
-    rows = []
-    for subject, kind in pairs:
-        value = state[(subject, kind)]
-        if value is None:
-            continue
-        try:
-            rows.append((subject, kind, digest(hmac_key, kind, value)))
-        except NotLookupValue:  # validated at publish: only a very old event could be odd
-            continue
+    rows = digest_rows(hmac_key, state)
     if rows:
         await cur.execute(_INSERT_SQL, ([r[0] for r in rows], [r[1] for r in rows],
                                         [r[2] for r in rows]))

@@ -3,12 +3,16 @@
 The rows, the archive of the records, the dead letters and the next offset of each partition
 are written together, so a crash anywhere leaves either all of a batch or none of it. An
 offset below the stored position, or an event id already applied, changes nothing.
+
+The same code writes into the shadow schema of a blue/green rebuild (``schema=``): every
+statement of the batch and of its hooks then names ``<schema>.<table>`` instead of
+``projections.<table>`` (`SchemaCursor`), and the live processors are not locked out.
 """
 
 from __future__ import annotations
 
 import base64
-import json
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +28,10 @@ from events.log import LogRecord
 from processors.rules.integrity import ledger_event_signed
 from projections import outbox
 
-PROJECTION_LOCK = 7_146_240_002  # serialises batch writers with `registre rebuild`
+# Batch writers take it shared (workers of other partitions write side by side), the swap of
+# `registre rebuild` exclusive: no batch is half applied on either side of a swap.
+PROJECTION_LOCK = 7_146_240_002
+LIVE = "projections"  # the schema of the projections readers read
 Fold = Callable[[dict[str, Any] | None, Record, datetime | None], dict[str, Any]]
 Arrival = Callable[[LogRecord], datetime | None]  # when the ledger first applied a record
 
@@ -40,16 +47,47 @@ class Outcome:
     already_applied: int = 0
     views: dict[str, dict[str, Any]] = field(default_factory=dict)  # changed views, after
     items: list[Incoming] = field(default_factory=list)  # every record not applied before
+    poison: set[tuple[int, int]] = field(default_factory=set)  # (partition, offset): no event
 
 
 Hook = Callable[[psycopg.AsyncCursor, Outcome], Awaitable[None]]
+_LIVE_TABLE = re.compile(r"\bprojections\.")
 
 
-async def _positions(cur: psycopg.AsyncCursor, consumer: str, topic: str) -> dict[int, int]:
+class SchemaCursor:
+    """A cursor whose statements name ``<schema>.<table>`` where they say
+    ``projections.<table>``: the batch writer and its hooks, unchanged, write a rebuild's
+    shadow tables. A table the shadow does not have fails the statement (never the live one)."""
+
+    def __init__(self, cursor: psycopg.AsyncCursor, schema: str) -> None:
+        self._cursor = cursor
+        self._prefix = schema + "."
+
+    def _sql(self, query: Any) -> Any:
+        return _LIVE_TABLE.sub(self._prefix, query) if isinstance(query, str) else query
+
+    async def execute(self, query: Any, params: Any = None, **kw: Any) -> SchemaCursor:
+        await self._cursor.execute(self._sql(query), params, **kw)
+        return self
+
+    async def executemany(self, query: Any, params_seq: Any, **kw: Any) -> None:
+        await self._cursor.executemany(self._sql(query), params_seq, **kw)
+
+    def copy(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        return self._cursor.copy(self._sql(statement), params, **kw)
+
+    def __getattr__(self, name: str) -> Any:  # fetchall, rowcount, connection...
+        return getattr(self._cursor, name)
+
+
+async def _positions(cur: psycopg.AsyncCursor, consumer: str, topic: str,
+                     partitions: list[int]) -> dict[int, int]:
+    """The stored positions of the batch's partitions, locked (another worker's partitions
+    are none of this batch's business)."""
     await cur.execute(
         "SELECT partition, next_offset FROM projections.offsets"
-        " WHERE consumer = %s AND topic = %s FOR UPDATE",
-        (consumer, topic),
+        " WHERE consumer = %s AND topic = %s AND partition = ANY(%s) FOR UPDATE",
+        (consumer, topic, partitions),
     )
     return {p: o for p, o in await cur.fetchall()}
 
@@ -64,12 +102,14 @@ async def apply_batch(
     catalogue: Catalogue | None = None,
     arrival: Arrival | None = None,
     ledger_key: Ed25519PublicKey | None = None,
+    schema: str = LIVE,
 ) -> Outcome:
     """Decode, fold and persist ``items`` (one topic, any partitions) in one transaction.
 
     ``arrival`` gives the instant the ledger applies (or first applied) each record: the fold
     dates the facts retention counts from no later than that. With ``ledger_key``, a ledger fact
     (an event type of origin ``registre``) without a valid signature of it is a dead letter.
+    With another ``schema`` (a rebuild's shadow), the batch writes there and takes no lock.
 
     The steps: skip what the stored positions say is applied; decode (what does not decode
     is a dead letter); drop event ids applied before; fold each subject's view; write views,
@@ -79,16 +119,20 @@ async def apply_batch(
     if not items:
         return out
     topic = items[0].topic
-    async with conn.transaction(), conn.cursor() as cur:
-        await cur.execute("SELECT pg_advisory_xact_lock(%s)", (PROJECTION_LOCK,))
-        positions = await _positions(cur, consumer, topic)
+    async with conn.transaction(), conn.cursor() as live_cursor:
+        cur: Any = live_cursor
+        if schema == LIVE:
+            await cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (PROJECTION_LOCK,))
+        else:
+            cur = SchemaCursor(live_cursor, schema)
+        positions = await _positions(cur, consumer, topic, sorted({i.partition for i in items}))
         out.items = [i for i in items if i.offset >= positions.get(i.partition, 0)]
         out.already_applied = len(items) - len(out.items)
         if not out.items:
             return out
-        decoded, poison = _decode(out, catalogue or load_catalogue(), ledger_key)
+        decoded, out.poison = _decode(out, catalogue or load_catalogue(), ledger_key)
         await _fold(cur, out, decoded, fold, arrival)
-        await _persist(cur, out, decoded, poison, archive)
+        await _persist(cur, out, decoded, out.poison, archive)
         for hook in hooks:
             await hook(cur, out)
         await _advance(cur, consumer, topic, out.items)
@@ -102,23 +146,40 @@ def _decode(out: Outcome, catalogue: Catalogue, ledger_key: Ed25519PublicKey | N
     decoded: list[tuple[Incoming, Record]] = []
     poison: set[tuple[int, int]] = set()
     for item in out.items:
-        try:
-            record = decode(item.value or b"", catalogue)
-        except DecodeError as exc:
-            out.dead.append((item, str(exc), None))
-            poison.add((item.partition, item.offset))
-            continue
-        if item.key != record.subject_id.encode():
-            out.dead.append((item, "Kafka key does not match subject_id", record.type))
-            continue
-        if ledger_key is not None and catalogue.types[record.type].origin == "registre" and \
-                not ledger_event_signed(ledger_key, item.key, item.value, item.headers):
-            out.dead.append((item, f"{record.type} is a ledger fact without the ledger's"
-                                   " signature: only registre appends its own facts",
-                             record.type))
-            continue
-        decoded.append((item, record))
+        record, refusal = decode_item(item, catalogue, ledger_key)
+        if refusal is not None:
+            out.dead.append((item, *refusal))
+            if record is None:
+                poison.add((item.partition, item.offset))
+        else:
+            decoded.append((item, record))
     return decoded, poison
+
+
+def decode_item(item: Incoming, catalogue: Catalogue, ledger_key: Ed25519PublicKey | None
+                ) -> tuple[Record | None, tuple[str, str | None] | None]:
+    """(record, None) for a record to fold; else (record or None if it does not decode,
+    (reason, event type)) for a dead letter. One rule for the batch writer and the rebuild."""
+    try:
+        record = decode(item.value or b"", catalogue)
+    except DecodeError as exc:
+        return None, (str(exc), None)
+    if item.key != record.subject_id.encode():
+        return record, ("Kafka key does not match subject_id", record.type)
+    if ledger_key is not None and catalogue.types[record.type].origin == "registre" and \
+            not ledger_event_signed(ledger_key, item.key, item.value, item.headers):
+        return record, (f"{record.type} is a ledger fact without the ledger's signature: only"
+                        " registre appends its own facts", record.type)
+    return record, None
+
+
+def fold_one(fold: Fold, view: dict[str, Any] | None, record: Record,
+             arrived_at: datetime | None) -> tuple[dict[str, Any] | None, str | None]:
+    """(view after the record, None), or (None, why the fold refused it)."""
+    try:
+        return fold(view, record, arrived_at), None
+    except Exception as exc:  # noqa: BLE001 - any fold failure is this event's fault
+        return None, str(exc) or type(exc).__name__
 
 
 async def _fold(cur: psycopg.AsyncCursor, out: Outcome,
@@ -126,22 +187,21 @@ async def _fold(cur: psycopg.AsyncCursor, out: Outcome,
                 arrival: Arrival | None) -> None:
     """Fold every new event into its subject's view (locked for the transaction)."""
     await cur.execute(
-        "SELECT event_id::text FROM projections.applied_events WHERE event_id = ANY(%s::uuid[])",
-        ([r.event_id for _, r in decoded],))
+        "SELECT event_id::text FROM projections.applied_events"
+        " WHERE event_id = ANY(%b::text[]::uuid[])", ([r.event_id for _, r in decoded],))
     seen = {row[0] for row in await cur.fetchall()}
     await cur.execute(
-        "SELECT subject_id, doc FROM projections.customer_view WHERE subject_id = ANY(%s)"
+        "SELECT subject_id, doc FROM projections.customer_view WHERE subject_id = ANY(%b)"
         " FOR UPDATE", (sorted({r.subject_id for _, r in decoded}),))
     views: dict[str, dict[str, Any]] = {s: d for s, d in await cur.fetchall()}
     for item, record in decoded:
         if record.event_id in seen:
             out.duplicates += 1
             continue
-        try:
-            view = fold(views.get(record.subject_id), record,
-                        arrival(item) if arrival is not None else None)
-        except Exception as exc:  # noqa: BLE001 - any fold failure is this event's fault
-            out.dead.append((item, str(exc) or type(exc).__name__, record.type))
+        view, refusal = fold_one(fold, views.get(record.subject_id), record,
+                                 arrival(item) if arrival is not None else None)
+        if view is None:
+            out.dead.append((item, refusal, record.type))
             continue
         views[record.subject_id] = out.views[record.subject_id] = view
         seen.add(record.event_id)
@@ -152,17 +212,20 @@ async def _persist(cur: psycopg.AsyncCursor, out: Outcome,
                    decoded: list[tuple[Incoming, Record]], poison: set[tuple[int, int]],
                    archive: bool) -> None:
     """Write the views, the applied ids, the archive and the dead letters."""
-    if out.views:
-        await cur.executemany(
+    if out.views:  # one statement, arrays in binary: no round trip or parse per row
+        await cur.execute(
             "INSERT INTO projections.customer_view (subject_id, status, doc, updated_at)"
-            " VALUES (%s, %s, %s, now()) ON CONFLICT (subject_id) DO UPDATE"
+            " SELECT s, st, d, now() FROM unnest(%b::text[], %b::text[], %b::jsonb[])"
+            " AS v(s, st, d) ON CONFLICT (subject_id) DO UPDATE"
             " SET status = EXCLUDED.status, doc = EXCLUDED.doc, updated_at = now()",
-            [(s, v["status"], Jsonb(v)) for s, v in out.views.items()])
+            (list(out.views), [v["status"] for v in out.views.values()],
+             [Jsonb(v) for v in out.views.values()]))
     if out.applied:
-        await cur.executemany(
+        await cur.execute(
             "INSERT INTO projections.applied_events (event_id, partition, \"offset\")"
-            " VALUES (%s, %s, %s)",
-            [(r.event_id, i.partition, i.offset) for i, r in out.applied])
+            " SELECT * FROM unnest(%b::text[]::uuid[], %b::int[], %b::bigint[])",
+            ([r.event_id for _, r in out.applied], [i.partition for i, _ in out.applied],
+             [i.offset for i, _ in out.applied]))
     if archive:
         await _archive(cur, out.items, poison)
     if out.dead:
@@ -200,15 +263,16 @@ async def _advance(cur: psycopg.AsyncCursor, consumer: str, topic: str,
 async def _archive(
     cur: psycopg.AsyncCursor, items: Sequence[Incoming], poison: set[tuple[int, int]]
 ) -> None:
-    async with cur.copy(
+    async with cur.copy(  # binary: the values go as they are, not as hex text
         "COPY projections.archive (topic, partition, \"offset\", key, headers, value, poison,"
-        " timestamp_ms) FROM STDIN"
+        " timestamp_ms) FROM STDIN (FORMAT BINARY)"
     ) as copy:
+        copy.set_types(["text", "int4", "int8", "bytea", "jsonb", "bytea", "bool", "int8"])
         for i in items:
             if (i.partition, i.offset) in poison:  # keep the position, not the bytes
-                await copy.write_row((i.topic, i.partition, i.offset, None, "[]", None, True,
+                await copy.write_row((i.topic, i.partition, i.offset, None, [], None, True,
                                       i.timestamp_ms))
                 continue
-            headers = json.dumps([[k, base64.b64encode(v or b"").decode()] for k, v in i.headers])
+            headers = [[k, base64.b64encode(v or b"").decode()] for k, v in i.headers]
             await copy.write_row((i.topic, i.partition, i.offset, i.key, headers, i.value, False,
                                   i.timestamp_ms))

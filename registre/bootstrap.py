@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -31,6 +32,9 @@ from projections.jsonb import use_fast_json
 from projections.ledger import LedgerProjections
 from projections.writer import Hook
 from registre.settings import SettingError, Settings
+
+if TYPE_CHECKING:
+    from registre.services.rebuild import Rebuild
 
 Clock = Callable[[], datetime]
 PUBLISHER_KEY_CACHE_SECONDS = 30.0
@@ -127,11 +131,25 @@ class Registre:
         """(hook, reset statements) of every projection written beside the customer view."""
         from projections import analytics, consent_history, lookup, requests
 
+        # analytics last: its totals are the rows every worker's batch updates, locked from
+        # that statement to the commit (the enforcement hook, after these, destroys keys only
+        # once the analytics and the lookup index have read them)
         return [(record_erasure_facts, RECORD_RESET_SQL),
                 (consent_history.hook, consent_history.RESET_SQL),
-                (analytics.make_hook(self.master_key, self.catalogue), analytics.RESET_SQL),
                 (requests.hook, requests.RESET_SQL),
-                (lookup.make_hook(self.master_key, self.catalogue), lookup.RESET_SQL)]
+                (lookup.make_hook(self.master_key, self.catalogue), lookup.RESET_SQL),
+                (analytics.make_hook(self.master_key, self.catalogue), analytics.RESET_SQL)]
+
+    def rebuild_job(self, workers: int | None = None, progress: bool = False,
+                    memory_mb: int = 2048) -> Rebuild:
+        """`registre rebuild` as the processor role: the live fold and projection hooks for
+        the catch-up, the policy and keys for the bulk workers."""
+        from registre.services.rebuild import Rebuild
+
+        return Rebuild(self.kafka, self.url("processor"), self.policy, self.master_key,
+                       self.signing_key.public_key(), self.fold(),
+                       [hook for hook, _ in self.projection_hooks()], self.clock,
+                       workers=workers, progress=progress, memory_mb=memory_mb)
 
     def worker_config(self) -> WorkerConfig:
         env = self.settings.env

@@ -20,7 +20,7 @@ future acts as of its arrival and can make nothing fall due early.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -65,19 +65,38 @@ def empty_view(subject_id: str) -> View:
     }
 
 
-def _ref(record: Record, path: str, category: str, sealed: bytes) -> dict[str, Any]:
-    return {"e": record.event_id, "t": record.type, "at": format_instant(record.occurred_at),
-            "p": path, "c": category, "v": base64.b64encode(sealed).decode()}
+# per event type: (path under data, key in the view, dotted path, category) of each leaf
+Leaves = tuple[tuple[tuple[str, ...], str, str, str], ...]
 
 
-def _sealed_leaves(record: Record, catalogue: Catalogue) -> dict[str, dict[str, Any]]:
-    """Personal leaves of the record, keyed by path inside data; refuse unsealed values."""
-    etype = catalogue.types[record.type]
+def _leaves_of(catalogue: Catalogue, event_type: str) -> Leaves:
+    return tuple((f.path[1:], ".".join(f.path[1:]), f.dotted, f.category)
+                 for f in catalogue.types[event_type].pii)
+
+
+def _sealed_leaves(fold: ViewFold, record: Record) -> dict[str, dict[str, Any]]:
+    """Personal leaves of the record, keyed by path inside data; refuse unsealed values.
+
+    Each leaf keeps its ciphertext (base64) and what decrypting it needs: event id, type,
+    instant, path and category."""
+    leaves = fold.leaves.get(record.type)
+    if leaves is None:
+        leaves = fold.leaves[record.type] = _leaves_of(fold.catalogue, record.type)
+    at = fold._occurred(record)
     out = {}
-    for field, value in record.sealed_fields(etype):
+    for path, key, dotted, category in leaves:
+        value: Any = record.data
+        for part in path:
+            value = value.get(part) if type(value) is dict or isinstance(value, Mapping) \
+                else None
+            if value is None:
+                break
+        if value is None:
+            continue
         if value != REDACTED and sealed_version(value) is None:
-            raise Rejected(f"{field.dotted}: personal field is not sealed")
-        out[".".join(field.path[1:])] = _ref(record, field.dotted, field.category, value)
+            raise Rejected(f"{dotted}: personal field is not sealed")
+        out[key] = {"e": record.event_id, "t": record.type, "at": at, "p": dotted,
+                    "c": category, "v": base64.b64encode(value).decode()}
     return out
 
 
@@ -101,6 +120,8 @@ class ViewFold:
     def __init__(self, policy: Policy, catalogue: Catalogue | None = None) -> None:
         self.policy = policy
         self.catalogue = catalogue or load_catalogue()
+        self.leaves: dict[str, Leaves] = {}  # worked out once per event type
+        self._formatted: tuple[Record | None, str] = (None, "")  # the last record's instant
 
     def consent_expiry(self, at: datetime) -> datetime:
         """When a choice made at ``at`` expires (granted and refused choices only)."""
@@ -112,17 +133,25 @@ class ViewFold:
         the event's own time, for a replay of events that have all arrived long since)."""
         v = dict(view) if view else empty_view(record.subject_id)
         v["counts"] = dict(v["counts"])
+        occurred = self._occurred(record)
         handler = _HANDLERS.get(record.type)
         if handler is not None:
             at = record.occurred_at
             if arrived_at is not None and record.type in _ARRIVAL_DATED and arrived_at < at:
-                at = arrived_at
-            handler(self, v, record, format_instant(at))
+                handler(self, v, record, format_instant(arrived_at))
+            else:
+                handler(self, v, record, occurred)
         v["counts"]["events"] += 1
         last = v["last_event_at"]  # compare instants, not strings ("...00Z" > "...00.5Z")
         if not last or datetime.fromisoformat(last) < record.occurred_at:
-            v["last_event_at"] = format_instant(record.occurred_at)
+            v["last_event_at"] = occurred
         return v
+
+    def _occurred(self, record: Record) -> str:
+        """The record's instant as text, formatted once per record (the view repeats it)."""
+        if self._formatted[0] is not record:
+            self._formatted = (record, format_instant(record.occurred_at))
+        return self._formatted[1]
 
 
 Handler = Callable[[ViewFold, View, Record, str], None]
@@ -135,13 +164,13 @@ def _account_created(fold: ViewFold, v: View, record: Record, at: str) -> None:
         raise Rejected("subject_id: the account of this subject ended (deleted or erased): a"
                        " new account needs a new subject_id")
     v.update(status="active", has_account=True, created_at=at, deleted_at=None)
-    v["personal"] = _sealed_leaves(record, fold.catalogue)
+    v["personal"] = _sealed_leaves(fold, record)
 
 
 def _account_updated(fold: ViewFold, v: View, record: Record, at: str) -> None:
     if not (v["has_account"] and v["status"] == "active"):
         raise Rejected("subject_id: no live account to update")
-    leaves = _sealed_leaves(record, fold.catalogue)
+    leaves = _sealed_leaves(fold, record)
     personal = v["personal"]
     if record.data.get("postal_address") is not None:
         personal = {k: r for k, r in personal.items() if not k.startswith("postal_address.")}
@@ -150,7 +179,7 @@ def _account_updated(fold: ViewFold, v: View, record: Record, at: str) -> None:
 
 def _connection(fold: ViewFold, v: View, record: Record, at: str) -> None:
     v["last_connection"] = {"at": at, "event_id": record.event_id,
-                            "fields": _sealed_leaves(record, fold.catalogue)}
+                            "fields": _sealed_leaves(fold, record)}
     v["counts"]["connections"] += 1
 
 

@@ -483,5 +483,10 @@ def chain_form(record: Any) -> Any:
     try:
         decode(record.value or b"")
     except DecodeError:
-        return dataclasses.replace(record, key=None, value=None, headers=())
+        return placeholder(record)
     return record
+
+
+def placeholder(record: Any) -> Any:
+    """What the chain and the archive keep of a record that is not a registre event."""
+    return dataclasses.replace(record, key=None, value=None, headers=())

@@ -42,8 +42,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--case", help="case reference of a compliance read")
     reader_flag(v)
     v.set_defaults(func=view)
-    sub.add_parser("rebuild", help="rebuild every projection from the log"
-                   ).set_defaults(func=rebuild)
+    rb = sub.add_parser("rebuild", help="rebuild every projection from the log, while the"
+                        " processors keep applying (blue/green)")
+    rb.add_argument("--workers", type=int, default=None,
+                    help="worker processes folding partitions (default: one per core)")
+    rb.add_argument("--memory-mb", type=int, default=2048,
+                    help="memory one worker may hold; a partition with more subjects is folded"
+                         " in several passes (default 2048)")
+    rb.set_defaults(func=rebuild)
 
 
 def reader_flag(p: argparse.ArgumentParser) -> None:
@@ -170,10 +176,14 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from registre.bootstrap import Registre
     from registre.services.rebuild import rebuild as run_rebuild
 
+    if args.workers is not None and args.workers < 1:
+        raise UserError("--workers: at least 1")
+    if args.memory_mb < 64:
+        raise UserError("--memory-mb: at least 64")
     reg = Registre(settings)
-    n = run_rebuild(reg.kafka, reg.url("processor"), reg.fold(), reg.projection_hooks(), reg.clock,
-                    reg.signing_key.public_key(), progress=sys.stderr.isatty())
-    emit({"rebuilt": True, "records": n}, as_json=True)
+    report = run_rebuild(reg.rebuild_job(args.workers, progress=sys.stderr.isatty(),
+                                         memory_mb=args.memory_mb))
+    emit(report.summary(), as_json=True)
     return 0
 
 

@@ -28,7 +28,7 @@ _EXPECTED = (
     ("registre.services.erasure", "NoSuchSubject"), ("registre.services.erasure", "BadBackup"),
     ("registre.files", "UnsafePath"), ("processors.rules.requests", "RequestRefused"),
     ("registre.services.tokens", "BadTokenRequest"), ("registre.services.tokens", "NoSuchToken"),
-    ("projections.tokens", "NameTaken"),
+    ("projections.tokens", "NameTaken"), ("projections.shadow", "RebuildRefused"),
     ("registre.services.staff", "BadStaffRequest"), ("registre.services.staff", "NoSuchStaff"),
     ("projections.staff", "StaffNameTaken"),
 )

@@ -302,3 +302,39 @@ def test_an_int_field_round_trips_as_an_int():
     event = parse_event(dict(VALID)["RequestExtended:1"])
     record = decode(encode(event, {}))
     assert record.data["months"] == 2 and type(record.data["months"]) is int
+
+
+@pytest.mark.parametrize("event_id, read", [
+    ("6F9619FF-8B86-D011-B42D-00C04FC964FF", "6f9619ff-8b86-d011-b42d-00c04fc964ff"),
+    ("{6f9619ff-8b86-d011-b42d-00c04fc964ff}", "6f9619ff-8b86-d011-b42d-00c04fc964ff"),
+    ("not-a-uuid", None),
+])
+def test_a_written_event_id_reads_in_canonical_form_or_not_at_all(event_id, read):
+    # the decoder reads uuids as plain strings where it can (no UUID object per event): what
+    # it gives must stay what fastavro's uuid type and str() gave, for any writer's bytes
+    import io
+
+    import fastavro
+
+    from events.codec import MAGIC, DecodeError, decode
+
+    etype = load_catalogue().types["ConsentGiven"]
+    out = io.BytesIO()
+    out.write(MAGIC + etype.fingerprint)
+    fastavro.schemaless_writer(out, _without_logical_uuid(etype), {
+        "envelope": {"event_id": event_id, "subject_id": "acc-1", "source": "t",
+                     "occurred_at": datetime(2026, 3, 3, tzinfo=UTC)},
+        "data": {"purposes": ["marketing"], "notice_version": "v1", "mechanism": "api"}})
+    if read is None:
+        with pytest.raises(DecodeError, match="ConsentGiven: body does not decode"):
+            decode(out.getvalue())
+    else:
+        assert decode(out.getvalue()).event_id == read
+
+
+def _without_logical_uuid(etype):  # a writer that puts any string where a uuid goes
+    import fastavro
+
+    from events.codec import _without_uuid
+
+    return fastavro.parse_schema(_without_uuid(etype.schema))

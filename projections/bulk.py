@@ -1,0 +1,292 @@
+"""A rebuild's bulk pass over one partition: fold it in memory, write the final rows once.
+
+`fold_partition` runs in a worker process of `registre rebuild` (one partition at a time,
+several processes side by side: a subject's events are all in one partition, so partitions
+are independent). It reads the partition's records from the log, decodes and folds them with
+the very rules of the batch writer (`projections.writer.decode_item`, `fold_one`), computes
+every projection's rows with the functions its live hook uses (`consent_history.rows`,
+`requests.rows`, `erasure_store.erasure_rows`, `analytics.tally`, `lookup.entries`), and COPYs
+them into the shadow tables (`projections.shadow`) in one transaction. Nothing of the live
+projections is read or written; the key store and the checkpoints are only read.
+
+Each record is dated as the live processors dated it: the signing instant of the checkpoint
+that covers it (`integrity_store.covering_instant`), else the rebuild's start.
+
+The analytics totals are the one projection summed across partitions: the worker returns its
+groups' counts (its distinct subjects are its own: a member is one subject's) and the parent
+writes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from psycopg.types.json import Jsonb
+
+from events.catalogue import Catalogue, load_catalogue
+from events.codec import Record
+from events.keystore import unwrapped_keys_in
+from events.log import LogRecord, read_partition
+from processors.rules.fold import ViewFold
+from processors.rules.lookup import lookup_key
+from processors.rules.policy import Policy
+from projections import analytics, consent_history, lookup, requests
+from projections.erasure_store import erasure_rows
+from projections.integrity_store import apartition_checkpoints, covering_instant
+from projections.jsonb import use_fast_json
+from projections.writer import Outcome, decode_item, fold_one
+
+NEXT = "projections_next"  # the shadow schema (migration 016)
+CHUNK = 5000  # records decoded and folded between two key-store reads
+# The columns each shadow table is written with (defaults fill the others).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "customer_view": ("subject_id", "status", "doc"),
+    "applied_events": ("event_id", "partition", '"offset"'),
+    "dead_letters": ("topic", "partition", '"offset"', "event_type", "reason"),
+    "consent_history": ("subject_id", "purpose", "occurred_at", "status", "event_id",
+                        "notice_version", "mechanism", "choice_event_id", "partition",
+                        '"offset"'),
+    "requests": ("subject_id", "request_id", "kind", "channel", "received_at", "deadline",
+                 "extended_months", "completed_at", "outcome", "doc"),
+    "erasure_requests": ("event_id", "subject_id", "occurred_at"),
+    "erasures": ("subject_id", "event_id", "kind", "occurred_at", "body"),
+    "analytics_members": ("measure", "period", "dim1", "dim2", "member"),
+    "contact_lookup": ("subject_id", "kind", "digest"),
+    "analytics_totals": ("measure", "period", "dim1", "dim2", "events", "granted", "subjects"),
+}
+# rows that never change once written: COPYed after each chunk (the others once, at the end)
+APPEND_ONLY = ("applied_events", "dead_letters", "consent_history", "erasures",
+               "erasure_requests")
+GroupKey = tuple[str, Any, str, str]  # analytics.Group as a plain tuple (pickles small)
+Progress = Callable[[int, int], None]  # (partition, records just done)
+
+
+@dataclass(frozen=True)
+class BulkTask:
+    """One partition's share of a rebuild: records ``0`` to ``end`` (excluded)."""
+
+    bootstrap: str
+    database_url: str
+    topic: str
+    partition: int
+    end: int
+    master_key: bytes
+    ledger_key: bytes  # the ledger's Ed25519 public key, raw
+    policy: Policy
+    now: datetime  # the arrival of a record no checkpoint covers
+    skip: frozenset[int] = frozenset()  # offsets counted as duplicates (an id seen elsewhere)
+    slices: int = 1  # the partition's subjects split in this many passes (memory)...
+    slice: int = 0  # ...and this task folds this one (records keyed `slice_of` it)
+
+
+def slice_of(key: bytes | None, slices: int) -> int:
+    """Which of ``slices`` passes over a partition folds the records of this key (subject):
+    each pass holds only its own subjects' views in memory."""
+    return zlib.crc32(key or b"") % slices
+
+
+@dataclass
+class BulkResult:
+    partition: int
+    slice: int = 0
+    records: int = 0
+    applied: int = 0
+    dead: int = 0
+    duplicates: int = 0
+    groups: dict[GroupKey, list[int]] = field(default_factory=dict)  # events, granted, subjects
+    seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per phase
+    cpu_seconds: float = 0.0
+    rss_mb: float = 0.0
+
+
+class PartitionFold:
+    """The state of one partition's fold and the rows it adds up to."""
+
+    def __init__(self, task: BulkTask, fold: Callable[..., dict[str, Any]],
+                 catalogue: Catalogue, arrivals: tuple[list[int], list[datetime]]) -> None:
+        self.task = task
+        self.fold = fold
+        self.catalogue = catalogue
+        self.ledger_key = Ed25519PublicKey.from_public_bytes(task.ledger_key)
+        self.arrivals = arrivals
+        self.views: dict[str, dict[str, Any]] = {}
+        self.seen: set[str] = set()
+        self.rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in APPEND_ONLY}
+        self.requests: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self.counts: dict[analytics.Group, list[int]] = {}
+        self.members: set[tuple[analytics.Group, str]] = set()
+        self.contacts: dict[tuple[str, str], str | None] = {}
+        self.duplicates = 0
+
+    def arrival(self, offset: int) -> datetime:
+        return covering_instant(*self.arrivals, offset) or self.task.now
+
+    def chunk(self, items: list[LogRecord]) -> Outcome:
+        """Decode and fold ``items`` (in offset order) as the batch writer would."""
+        out = Outcome(items=items, views=self.views)
+        for item in items:
+            record, refusal = decode_item(item, self.catalogue, self.ledger_key)
+            if refusal is None and (record.event_id in self.seen
+                                    or item.offset in self.task.skip):
+                self.duplicates += 1
+                continue
+            if refusal is None:
+                view, reason = fold_one(self.fold, self.views.get(record.subject_id), record,
+                                        self.arrival(item.offset))
+                if view is not None:
+                    self.views[record.subject_id] = view
+                    self.seen.add(record.event_id)
+                    out.applied.append((item, record))
+                    continue
+                refusal = (reason, record.type)
+            out.dead.append((item, *refusal))
+        return out
+
+    def add_rows(self, out: Outcome, location: dict[Any, bytes], contact: dict[Any, bytes],
+                 fields: dict[tuple[str, str], Any]) -> None:
+        """The rows the live hooks would write for this chunk (their own functions)."""
+        rows, part = self.rows, self.task.partition
+        rows["applied_events"] += [(r.event_id, part, i.offset) for i, r in out.applied]
+        rows["dead_letters"] += [(i.topic, part, i.offset, t, reason[:500])
+                                 for i, reason, t in out.dead]
+        rows["consent_history"] += consent_history.rows(out)
+        rows["erasures"] += erasure_rows(out)
+        chunk_requests, erasures = requests.rows(out)
+        self.requests.update({(r[0], r[1]): r for r in chunk_requests})
+        rows["erasure_requests"] += erasures
+        records = [r for _, r in out.applied]
+        counts, members = analytics.tally(records, location, self.catalogue)
+        for group, (events, granted) in counts.items():
+            c = self.counts.setdefault(group, [0, 0])
+            c[0] += events
+            c[1] += granted
+        self.members |= members
+        sources = [r for r in records if r.type in lookup.SOURCES]
+        self.contacts.update(lookup.entries(sources,
+                                            lookup.opened_values(sources, contact, fields)))
+
+    def take_rows(self) -> dict[str, list[tuple[Any, ...]]]:
+        """The append-only rows of the chunks so far (and forget them)."""
+        rows, self.rows = self.rows, {t: [] for t in APPEND_ONLY}
+        return rows
+
+    def final_rows(self, master_key: bytes) -> dict[str, list[tuple[Any, ...]]]:
+        """The rows of the final state: views, requests, members, lookup entries."""
+        return {
+            "customer_view": [(s, v["status"], Jsonb(v)) for s, v in self.views.items()],
+            "requests": list(self.requests.values()),
+            "analytics_members": [(g.measure, g.period, g.dim1, g.dim2, m)
+                                  for g, m in self.members],
+            "contact_lookup": lookup.digest_rows(lookup_key(master_key), self.contacts)}
+
+    def groups(self) -> dict[GroupKey, list[int]]:
+        subjects: dict[analytics.Group, int] = {}
+        for group, _ in self.members:
+            subjects[group] = subjects.get(group, 0) + 1
+        return {(g.measure, g.period, g.dim1, g.dim2): [c[0], c[1], subjects.get(g, 0)]
+                for g, c in self.counts.items()}
+
+
+async def copy_rows(cur: psycopg.AsyncCursor, table: str, rows: Iterable[tuple[Any, ...]],
+                    schema: str = NEXT) -> None:
+    """COPY ``rows`` (in the order of ``COLUMNS[table]``) into ``schema.table``."""
+    async with cur.copy(f"COPY {schema}.{table} ({', '.join(COLUMNS[table])}) FROM STDIN"
+                        ) as copy:
+        for row in rows:
+            await copy.write_row(row)
+
+
+async def _write(conn: psycopg.AsyncConnection, rows: dict[str, list[tuple[Any, ...]]]
+                 ) -> None:
+    async with conn.transaction(), conn.cursor() as cur:
+        for table, table_rows in rows.items():
+            if table_rows:
+                await copy_rows(cur, table, table_rows)
+
+
+async def _keys(cur: psycopg.AsyncCursor, master: bytes, records: list[Record]
+                ) -> tuple[dict[Any, bytes], dict[Any, bytes]]:
+    """The location and contact keys this chunk's analytics and lookup rows need."""
+    location = await analytics.location_keys(cur, master, records)
+    contact, _ = await unwrapped_keys_in(cur, master, lookup.contact_refs(records))
+    return location, contact
+
+
+async def _fold_partition(task: BulkTask, progress: Progress | None) -> BulkResult:
+    result = BulkResult(task.partition, task.slice)
+    keep = None if task.slices == 1 else (
+        lambda key: slice_of(key, task.slices) == task.slice)
+    clock = {"read": 0.0, "decode+fold": 0.0, "keys+rows": 0.0, "copy": 0.0}
+    catalogue = load_catalogue()
+    fields = lookup.contact_fields(catalogue)
+    async with await psycopg.AsyncConnection.connect(task.database_url,
+                                                     autocommit=True) as conn:
+        # the shadow is thrown away if anything fails: no need to wait for each flush to disk
+        await conn.execute("SET synchronous_commit = off")
+        state = PartitionFold(task, ViewFold(task.policy, catalogue), catalogue,
+                              await apartition_checkpoints(conn, task.topic, task.partition))
+        t0 = time.perf_counter()
+        async for items in read_partition(task.bootstrap, task.partition, 0, task.end,
+                                          task.topic, CHUNK, keep):
+            t1 = time.perf_counter()
+            out = state.chunk(items)
+            t2 = time.perf_counter()
+            async with conn.cursor() as cur:
+                location, contact = await _keys(cur, task.master_key,
+                                                [r for _, r in out.applied])
+            state.add_rows(out, location, contact, fields)
+            t3 = time.perf_counter()
+            await _write(conn, state.take_rows())
+            t4 = time.perf_counter()
+            clock["read"] += t1 - t0
+            clock["decode+fold"] += t2 - t1
+            clock["keys+rows"] += t3 - t2
+            clock["copy"] += t4 - t3
+            t0 = t4
+            result.records += len(items)
+            result.applied += len(out.applied)
+            result.dead += len(out.dead)
+            if progress is not None:
+                progress(task.partition, len(items))
+        t0 = time.perf_counter()
+        await _write(conn, state.final_rows(task.master_key))
+        clock["copy"] += time.perf_counter() - t0
+    result.duplicates = state.duplicates
+    result.groups = state.groups()
+    result.seconds = clock
+    return result
+
+
+def fold_partition(task: BulkTask, progress: Progress | None = None) -> BulkResult:
+    """Fold one partition into the shadow tables (in a worker process); what it did."""
+    use_fast_json()
+    # The fold builds a large heap of small dicts and no cycles: collect young objects
+    # rarely, and never the imports again.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 1000)
+    cpu = time.process_time()
+    result = asyncio.run(_fold_partition(task, progress))
+    result.cpu_seconds = time.process_time() - cpu
+    result.rss_mb = _rss_mb()
+    return result
+
+
+def _rss_mb() -> float:
+    try:
+        with open(f"/proc/{os.getpid()}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
