@@ -21,7 +21,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="keep everything up at the end (the compliance console) until Ctrl-C")
     d.set_defaults(func=demo)
     r = sub.add_parser("run", help="run the processors (and the embedded default) until Ctrl-C")
-    r.add_argument("--workers", type=int, default=1, help="processor worker processes")
+    r.add_argument("--workers", type=count, default=1, help="processor worker processes")
     r.add_argument("--http", default=None, metavar="HOST:PORT",
                    help="where the web service listens (default $REGISTRE_HTTP or "
                         "127.0.0.1:8737)")
@@ -44,12 +44,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(func=view)
     rb = sub.add_parser("rebuild", help="rebuild every projection from the log, while the"
                         " processors keep applying (blue/green)")
-    rb.add_argument("--workers", type=int, default=None,
+    rb.add_argument("--workers", type=count, default=None,
                     help="worker processes folding partitions (default: one per core)")
-    rb.add_argument("--memory-mb", type=int, default=2048,
+    rb.add_argument("--memory-mb", type=count, default=2048,
                     help="memory one worker may hold; a partition with more subjects is folded"
                          " in several passes (default 2048)")
     rb.set_defaults(func=rebuild)
+
+
+def count(text: str) -> int:
+    """A whole number of at least 1 (workers, megabytes): argparse says which option is wrong."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def reader_flag(p: argparse.ArgumentParser) -> None:

@@ -110,3 +110,14 @@ def check_unknown_subject(env):
         assert done.stdout == ""
         assert done.stderr.count("\n") == 1, done.stderr
         assert "acc-999999" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("args", [("rebuild", "--workers", "0"), ("rebuild", "--memory-mb", "-5"),
+                                  ("run", "--workers", "two")])
+def test_a_count_that_is_not_a_whole_number_is_refused_in_one_line(args):
+    done = subprocess.run([REGISTRE, *args], capture_output=True, text=True, timeout=60,
+                          cwd=w.ROOT)
+    assert done.returncode == 2
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"registre {args[0]}: error: argument {args[1]}:")
+    assert repr(args[2]) in error and "Traceback" not in done.stderr
