@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -56,8 +57,14 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
 OTHER = "other Python"
 
 
+def executable() -> str | None:
+    """py-spy on PATH, else beside this Python (a venv's bin, not activated)."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
 def available() -> bool:
-    return shutil.which("py-spy") is not None
+    return executable() is not None
 
 
 @dataclass
@@ -80,8 +87,8 @@ class Recorder:
         self.output.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                ["py-spy", "record", "--pid", str(self.pid), "--format", "raw", "--threads",
-                 "--idle", "--nonblocking", "--rate", str(self.rate), "--output",
+                [executable() or "py-spy", "record", "--pid", str(self.pid), "--format", "raw",
+                 "--threads", "--idle", "--nonblocking", "--rate", str(self.rate), "--output",
                  str(self.output), *(["--subprocesses"] if self.subprocesses else [])],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.started = time.monotonic()
