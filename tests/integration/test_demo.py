@@ -1,13 +1,18 @@
 """`registre demo` from a fresh REGISTRE_HOME: the whole story runs, prints the views and
-stops cleanly, leaving nothing running."""
+stops cleanly, leaving nothing running; with ``--serve`` the console stays up until Ctrl-C."""
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
+import time
 
+import httpx
 import pytest
 import workers as w
 
+from registre.supervisor.children import die_with_parent
 from tests.integration.workers import REGISTRE
 
 pytestmark = pytest.mark.integration
@@ -35,3 +40,50 @@ def test_demo_runs_start_to_finish(tmp_path):
                                             text=True).stdout.splitlines()
             if str(demo_home) in line]
     assert left == [], "processes of the demo are still running"
+
+
+def test_demo_serve_keeps_the_console_up_until_ctrl_c(tmp_path):
+    env = w.base_env()
+    env["REGISTRE_HOME"] = str(tmp_path / "home")
+    proc = subprocess.Popen([REGISTRE, "demo", "--serve"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=w.ROOT,
+                            stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    try:
+        lines = until(proc, "everything stays up: Ctrl-C stops it")
+        at = lines.index("--- the compliance console")
+        console, login = lines[at + 1], lines[at + 2]
+        password = re.fullmatch(r"log in as demo-officer with the password (\S+) \(shown once\)",
+                                login).group(1)
+        time.sleep(2)  # still up after the demo's story has ended
+        with httpx.Client(base_url=console.removesuffix("/console/"), timeout=30,
+                          follow_redirects=True) as http:
+            page = http.get("/console/login")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+            page = http.post("/console/login", data={
+                "username": "demo-officer", "password": password, "csrf": csrf,
+                "next": "/console/requests"})
+            assert page.status_code == 200 and page.url.path == "/console/requests"
+            assert "Signed in as" in page.text
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, rest[-3000:]
+    assert "Traceback" not in rest and "stopped cleanly" in rest.rstrip().splitlines()[-1]
+    assert not (tmp_path / "home" / "demo" / "runtime.json").exists()
+
+
+def until(proc: subprocess.Popen, marker: str, timeout: float = 180) -> list[str]:
+    """The demo's output lines up to ``marker`` (its process still running)."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError("the demo ended early:\n" + "\n".join(lines[-40:]))
+        lines.append(line.rstrip("\n"))
+        if line.rstrip().endswith(marker):
+            return lines
+    raise AssertionError(f"no {marker!r} in {timeout} s")
