@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
@@ -14,18 +14,15 @@ from events.model import format_instant
 from registre.web.console import dates
 from registre.web.console.actions import Doc, act, desk, ordered
 from registre.web.console.session import (
-    Officer,
+    Poster,
+    Reader,
     Refused,
     flash,
-    require_form_officer,
-    require_officer,
 )
 from registre.web.console.subject import choices
 from registre.web.console.views import ConsoleRoute, page
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
-Reader = Annotated[Officer, Depends(require_officer)]
-Poster = Annotated[Officer, Depends(require_form_officer)]
 Back = Annotated[str, Form(max_length=2000)]
 MAX_DAYS = 36_600
 

@@ -7,7 +7,7 @@ import asyncio
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
@@ -19,19 +19,16 @@ from registre.web.console.csrf import HOME, login_ok, new_login_token, safe_next
 from registre.web.console.session import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
-    Officer,
+    Poster,
+    Reader,
     clear_cookie,
     flash,
     officer_of,
-    require_form_officer,
-    require_officer,
     set_cookie,
 )
 from registre.web.console.views import ConsoleRoute, page
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
-Reader = Annotated[Officer, Depends(require_officer)]
-Poster = Annotated[Officer, Depends(require_form_officer)]
 FAILED_LOGIN_DELAY = 0.5  # seconds added to every refused login
 _PHONE = re.compile(r"^\+?[\d\s().-]{6,40}$")
 _LOGIN_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")

@@ -18,9 +18,9 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -110,6 +110,11 @@ async def require_form_officer(request: Request) -> Officer:
         raise Refused(403, "this form did not come from your console session (it may have "
                            "expired): reload the page and try again")
     return found
+
+
+# what a route asks for: a page, the logged-in officer; a form, also its session's CSRF token
+Reader = Annotated[Officer, Depends(require_officer)]
+Poster = Annotated[Officer, Depends(require_form_officer)]
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str, max_age: int,

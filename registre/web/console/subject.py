@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from starlette.responses import Response
 
 from events.catalogue import load_catalogue
@@ -31,12 +31,10 @@ from registre.web.console.actions import (
     subject_id,
     subject_page,
 )
-from registre.web.console.session import Officer, Refused, require_form_officer, require_officer
+from registre.web.console.session import Officer, Poster, Reader, Refused
 from registre.web.console.views import ConsoleRoute, from_elsewhere, page
 
 router = APIRouter(prefix="/console/subjects", route_class=ConsoleRoute, include_in_schema=False)
-Reader = Annotated[Officer, Depends(require_officer)]
-Poster = Annotated[Officer, Depends(require_form_officer)]
 Text = Annotated[str, Form(max_length=1000)]
 Optional = Annotated[str | None, Query(max_length=200)]
 _catalogue = load_catalogue()
