@@ -187,9 +187,9 @@ def run_child(kind: str, bootstrap: str, database_url: str, pids: dict[str, int 
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRE_")}
     if master:
         env["BENCH_MASTER_KEY"] = base64.b64encode(master).decode()
+    env["BENCH_DATABASE_URL"] = database_url  # it holds a password: not on a command line
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.rebuild", "--child", kind, "--bootstrap", bootstrap,
-         "--database-url", database_url],
+        [sys.executable, "-m", "bench.rebuild", "--child", kind, "--bootstrap", bootstrap],
         cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     recorder = None
@@ -355,10 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default=str(RESULTS / "rebuild.json"))
     p.add_argument("--child", choices=["rebuild", "fetch"], help=argparse.SUPPRESS)
     p.add_argument("--bootstrap", help=argparse.SUPPRESS)
-    p.add_argument("--database-url", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        return child(args.child, args.bootstrap, args.database_url)
+        return child(args.child, args.bootstrap, os.environ["BENCH_DATABASE_URL"])
     if args.quick:
         args.events = 20_000
     r = run(args.events, args.repeat, args.profile,
