@@ -78,6 +78,8 @@ def _text(value: Any, field: str) -> str:
         raise InvalidEvent(field, "expected a non-empty string")
     if len(value) > MAX_STRING:
         raise InvalidEvent(field, f"longer than {MAX_STRING} characters")
+    if "\x00" in value:
+        raise InvalidEvent(field, "holds a NUL character (U+0000), which no text column stores")
     if not value.isascii():  # ASCII always encodes
         try:
             value.encode("utf-8")

@@ -39,13 +39,6 @@ T = TypeVar("T")
 MAX_RETRY_DELAY = 10.0
 
 
-def _refusing(reason: str) -> Fold:
-    def refuse(view: Any, record: Any, arrived_at: Any = None) -> Any:
-        raise ValueError(reason)
-
-    return refuse
-
-
 class LedgerProjections:
     """One worker's connection to the projections: one connection per concurrent job."""
 
@@ -150,9 +143,9 @@ class LedgerProjections:
         reason = f"could not be applied ({type(exc).__name__})"
         log.warning("event dead-lettered", partition=item.partition, offset=item.offset,
                     reason=reason)
-        return await apply_batch(conn, [item], _refusing(reason),
-                                 hooks=self._hooks(self.clock()), catalogue=self.catalogue,
-                                 ledger_key=self._ledger_key)
+        return await apply_batch(conn, [item], self.fold, hooks=self._hooks(self.clock()),
+                                 catalogue=self.catalogue, ledger_key=self._ledger_key,
+                                 refuse=reason)
 
     def _hooks(self, now: datetime) -> list[Hook]:
         """The projections' hooks, then the chain: every new record chained and a checkpoint

@@ -103,6 +103,7 @@ async def apply_batch(
     arrival: Arrival | None = None,
     ledger_key: Ed25519PublicKey | None = None,
     schema: str = LIVE,
+    refuse: str | None = None,
 ) -> Outcome:
     """Decode, fold and persist ``items`` (one topic, any partitions) in one transaction.
 
@@ -110,6 +111,8 @@ async def apply_batch(
     dates the facts retention counts from no later than that. With ``ledger_key``, a ledger fact
     (an event type of origin ``registre``) without a valid signature of it is a dead letter.
     With another ``schema`` (a rebuild's shadow), the batch writes there and takes no lock.
+    With ``refuse``, every record is a dead letter for that reason and none is folded: no
+    view is read (an event that made its batch fail on its own, whatever part of it did).
 
     The steps: skip what the stored positions say is applied; decode (what does not decode
     is a dead letter); drop event ids applied before; fold each subject's view; write views,
@@ -131,7 +134,10 @@ async def apply_batch(
         if not out.items:
             return out
         decoded, out.poison = _decode(out, catalogue or load_catalogue(), ledger_key)
-        await _fold(cur, out, decoded, fold, arrival)
+        if refuse is None:
+            await _fold(cur, out, decoded, fold, arrival)
+        else:
+            out.dead += [(item, refuse, record.type) for item, record in decoded]
         await _persist(cur, out, decoded, out.poison, archive)
         for hook in hooks:
             await hook(cur, out)
@@ -166,11 +172,27 @@ def decode_item(item: Incoming, catalogue: Catalogue, ledger_key: Ed25519PublicK
         return None, (str(exc), None)
     if item.key != record.subject_id.encode():
         return record, ("Kafka key does not match subject_id", record.type)
+    if "\x00" in record.subject_id or _holds_nul(record.data):  # a publisher that skipped
+        # validation (events.validation): the database would refuse the batch over it
+        return record, ("subject_id or data: a text holds a NUL character (U+0000), which no"
+                        " text column stores", record.type)
     if ledger_key is not None and catalogue.types[record.type].origin == "registre" and \
             not ledger_event_signed(ledger_key, item.key, item.value, item.headers):
         return record, (f"{record.type} is a ledger fact without the ledger's signature: only"
                         " registre appends its own facts", record.type)
     return record, None
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a text anywhere in ``value`` (an event's data) holds U+0000."""
+    kind = type(value)
+    if kind is str:
+        return "\x00" in value
+    if kind is dict:
+        return any(_holds_nul(v) for v in value.values())
+    if kind is list:
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def fold_one(fold: Fold, view: dict[str, Any] | None, record: Record,

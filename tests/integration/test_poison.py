@@ -44,14 +44,19 @@ def test_poison_messages_are_dead_lettered_and_the_good_ones_applied(
         mismatched = w.event("ConnectionRecorded", w.ACTIVE, w.ago(1), {"ip": "192.0.2.99"})
         unknown_subject = w.event("AccountUpdated", "acc-777777", w.ago(1),
                                   {"email": "inconnu@exemple-canari.fr"})
-        # an event id that is no UUID (the reader refuses it); and a text the database
-        # refuses (NUL in JSONB): that batch is retried one event at a time, and only this
-        # event is dead-lettered
+        # an event id that is no UUID (the reader refuses it); and a text no PostgreSQL text
+        # column stores (NUL), which a publisher that skips validation can still send
         not_uuid = encode(Event("not-a-uuid", "DocumentIssued", w.ACTIVE, datetime.now(UTC),
                                 "website-test", {"kind": "invoice", "document_ref": "F-1"}), {})
         nul_id = str(uuid.uuid4())
         nul = encode(Event(nul_id, "DocumentIssued", w.ACTIVE, datetime.now(UTC),
                            "website-test", {"kind": "invoice", "document_ref": "F-\x00-2"}), {})
+        # ... or in the subject id (and its key)
+        nul_subject = "acc-90\x0043"
+        nul_subject_id = str(uuid.uuid4())
+        nul_key = encode(Event(nul_subject_id, "DocumentIssued", nul_subject,
+                               datetime.now(UTC), "website-test",
+                               {"kind": "invoice", "document_ref": "F-3"}), {})
         key = w.ACTIVE.encode()
         poison = {  # name -> (key, value, expected reason, expected type header)
             "truncated": (key, real[: len(real) // 2], "body does not decode", ""),
@@ -63,7 +68,9 @@ def test_poison_messages_are_dead_lettered_and_the_good_ones_applied(
                              "Kafka key does not match subject_id", "ConnectionRecorded"),
             "ten megabytes": (key, MAGIC + b"\0" * (TEN_MB - 2), "exceeds", ""),
             "event id not a uuid": (key, not_uuid, "body does not decode", ""),
-            "nul in a stored text": (key, nul, "could not be applied", "DocumentIssued"),
+            "nul in a stored text": (key, nul, "NUL character", "DocumentIssued"),
+            "nul in the subject id": (nul_subject.encode(), nul_key, "NUL character",
+                                      "DocumentIssued"),
         }
         producer = KafkaProducer(bootstrap_servers=broker, acks="all",
                                  max_request_size=TEN_MB + (1 << 20), request_timeout_ms=30_000)
@@ -121,7 +128,7 @@ def test_poison_messages_are_dead_lettered_and_the_good_ones_applied(
     good = {e["event_id"] for e in story}
     assert good <= applied
     assert applied == w.distinct_event_ids(broker) - {
-        mismatched["event_id"], unknown_subject["event_id"], nul_id}
+        mismatched["event_id"], unknown_subject["event_id"], nul_id, nul_subject_id}
     doc = w.scalar(database_url, "SELECT doc FROM projections.customer_view WHERE subject_id"
                    " = %s", (w.ACTIVE,))
     assert doc["counts"]["events"] == len(active)

@@ -179,6 +179,8 @@ def test_event_id_is_normalised_to_lowercase_uuid():
         ({"data.first_name": "Z\udcff"}, "data.first_name"),
         ({"data.first_name": "x" * 1001}, "data.first_name"),
         ({"data.first_name": "   "}, "data.first_name"),
+        ({"data.first_name": "Jea\x00nne"}, "data.first_name"),  # NUL: no text column stores it
+        ({"source": "web\x00"}, "source"),
         ({"data.gender": "Female"}, "data.gender"),
         ({"data.over_15": 1}, "data.over_15"),
         ({"data.\ud800": 1}, "data.\\ud800"),
