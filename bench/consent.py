@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # `python bench/consent.py`
 
 import psycopg  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
-from psycopg.types.json import Jsonb  # noqa: E402
+from psycopg.types.json import Json  # noqa: E402
 
 from bench.common import (  # noqa: E402
     _account,
@@ -193,7 +193,7 @@ def fill_projection(database_url: str, subjects: list[str],
             with cur.copy("COPY projections.customer_view (subject_id, status, doc)"
                           " FROM STDIN") as copy:
                 for s in subjects:
-                    copy.write_row((s, "active", Jsonb({"subject_id": s, "status": "active"})))
+                    copy.write_row((s, "active", Json({"subject_id": s, "status": "active"})))
         conn.commit()
         conn.execute("ANALYZE projections.consent_history")
         conn.execute("ANALYZE projections.customer_view")

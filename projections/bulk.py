@@ -31,7 +31,7 @@ from typing import Any
 
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json
 
 from events.catalogue import Catalogue, load_catalogue
 from events.codec import Record
@@ -183,7 +183,7 @@ class PartitionFold:
     def final_rows(self, master_key: bytes) -> dict[str, list[tuple[Any, ...]]]:
         """The rows of the final state: views, requests, members, lookup entries."""
         return {
-            "customer_view": [(s, v["status"], Jsonb(v)) for s, v in self.views.items()],
+            "customer_view": [(s, v["status"], Json(v)) for s, v in self.views.items()],
             "requests": list(self.requests.values()),
             "analytics_members": [(g.measure, g.period, g.dim1, g.dim2, m)
                                   for g, m in self.members],

@@ -140,8 +140,9 @@ SWEEP_CANDIDATES_SQL = """
 SELECT v.subject_id, v.doc FROM projections.customer_view v
 WHERE v.status <> 'active'
    OR v.subject_id = ANY(%(keyed)s)
-   OR jsonb_path_exists(v.doc, '$.consents.* ? ((@.status == "granted" || @.status == "refused")
-                                                && @.at <= $limit)',
+   OR jsonb_path_exists(v.doc::jsonb,
+                        '$.consents.* ? ((@.status == "granted" || @.status == "refused")
+                                         && @.at <= $limit)',
                         jsonb_build_object('limit', %(limit)s::text))
 ORDER BY v.subject_id
 """

@@ -1,4 +1,4 @@
-"""JSONB (de)serialisation with orjson: the view documents are written and read on every
+"""JSON (de)serialisation with orjson: the view documents are written and read on every
 batch, and the standard library's json was a tenth of the processors' time."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import psycopg
 
 VIEW_SQL = "SELECT doc FROM projections.customer_view WHERE subject_id = %s"
 VIEW_HASHES_SQL = """
-SELECT subject_id, md5(doc::text) FROM projections.customer_view ORDER BY subject_id
+SELECT subject_id, md5(doc::jsonb::text) FROM projections.customer_view ORDER BY subject_id
 """
 DEAD_LETTERS_SQL = """
 SELECT topic, partition, "offset", event_type, reason FROM projections.dead_letters

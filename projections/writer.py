@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json
 
 from events.catalogue import Catalogue, load_catalogue
 from events.codec import DecodeError, Record, decode
@@ -237,11 +237,11 @@ async def _persist(cur: psycopg.AsyncCursor, out: Outcome,
     if out.views:  # one statement, arrays in binary: no round trip or parse per row
         await cur.execute(
             "INSERT INTO projections.customer_view (subject_id, status, doc, updated_at)"
-            " SELECT s, st, d, now() FROM unnest(%b::text[], %b::text[], %b::jsonb[])"
+            " SELECT s, st, d, now() FROM unnest(%b::text[], %b::text[], %b::json[])"
             " AS v(s, st, d) ON CONFLICT (subject_id) DO UPDATE"
             " SET status = EXCLUDED.status, doc = EXCLUDED.doc, updated_at = now()",
             (list(out.views), [v["status"] for v in out.views.values()],
-             [Jsonb(v) for v in out.views.values()]))
+             [Json(v) for v in out.views.values()]))
     if out.applied:
         await cur.execute(
             "INSERT INTO projections.applied_events (event_id, partition, \"offset\")"

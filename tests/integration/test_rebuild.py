@@ -30,7 +30,7 @@ PASSWORD = secrets.token_urlsafe(18)
 
 # Every projection, as rows to compare (volatile columns left out: when a row was written).
 PROJECTIONS = {
-    "customer_view": "SELECT subject_id, status, doc::text FROM projections.customer_view",
+    "customer_view": "SELECT subject_id, status, doc::jsonb::text FROM projections.customer_view",
     "applied_events": 'SELECT event_id::text, partition, "offset" FROM projections.applied_events',
     "dead_letters": 'SELECT topic, partition, "offset", event_type, reason'
                     " FROM projections.dead_letters",
