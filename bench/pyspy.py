@@ -43,7 +43,7 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
     ("key store (unwrap keys)", ("(events/keystore.py",)),
     ("rebuild: rows and COPY of the bulk pass", ("(projections/bulk.py",)),
     ("outbox drain", ("(projections/outbox.py",)),
-    ("JSON (de)serialisation (view docs as jsonb)", ("(json/", "(psycopg/types/json.py",
+    ("JSON (de)serialisation (view docs)", ("(json/", "(psycopg/types/json.py",
                                                     "(projections/jsonb.py", "(orjson")),
     ("SQL: psycopg client (execute, executemany, pipeline)", ("(psycopg/",)),
     ("batch writer: Python around the SQL", ("(projections/writer.py",
