@@ -119,11 +119,14 @@ async def positions(conn: psycopg.AsyncConnection, schema: str) -> dict[int, int
 
 async def keep_vacuum_away(conn: psycopg.AsyncConnection) -> None:
     """In the swap's transaction, before the projection lock: SHARE UPDATE EXCLUSIVE on the
-    live tables. It conflicts with no reader or writer, only with (auto)vacuum, which is
-    cancelled rather than found holding a table when the swap asks for ACCESS EXCLUSIVE
-    (else the processors would wait a second more, behind the projection lock)."""
+    live and the shadow tables. It conflicts with no reader or writer, only with
+    (auto)vacuum, which is waited out or cancelled here rather than found holding a table
+    when the swap asks for ACCESS EXCLUSIVE (else the processors would wait behind the
+    projection lock meanwhile). The shadow's freshly loaded tables are what autovacuum picks
+    next: a million rows inserted is over its insert threshold."""
     tables = (await (await conn.execute("SELECT projections.rebuild_tables()")).fetchone())[0]
-    await conn.execute("LOCK TABLE " + ", ".join(f"{LIVE}.{t}" for t in tables)
+    await conn.execute("LOCK TABLE " + ", ".join(f"{schema}.{t}" for schema in (LIVE, NEXT)
+                                                 for t in tables)
                        + " IN SHARE UPDATE EXCLUSIVE MODE")
 
 
