@@ -1,6 +1,6 @@
 """The customer view as a pure fold: (view, event) -> view. No broker, no database.
 
-A view is a plain JSON-able dict (stored as JSONB). Personal fields are kept exactly as they
+A view is a plain JSON-able dict (stored as json). Personal fields are kept exactly as they
 came in the log: sealed bytes (base64) with the context needed to decrypt them on read
 (event id, type, instant, field path). Destroying a key therefore makes every copy unreadable
 at once, with no table to scrub.
