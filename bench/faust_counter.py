@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 import uuid
 import warnings
@@ -63,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
 
     defaults = WorkerConfig(kafka=args.kafka, worker_id="bench-counter", embedded=True)
     batch_size = int(os.environ.get("REGISTRE_BATCH_SIZE") or defaults.batch_size)
-    app = faust.App(args.group, **worker_settings(args.kafka, batch_size))
+    datadir = tempfile.TemporaryDirectory(prefix="bench-counter-")  # Faust's own files
+    app = faust.App(args.group, **{**worker_settings(args.kafka, batch_size),
+                                   "datadir": datadir.name})
     ledger = ledger_topic(app)
     out = Path(args.out)
     state = {"n": 0, "first": False, "done": False}
@@ -84,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                 state["done"] = True
                 note("done")
 
-    faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+    try:
+        faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+    finally:
+        datadir.cleanup()
     return 0
 
 

@@ -8,6 +8,7 @@ module knows Faust and the topics; it knows nothing of PostgreSQL.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import faust
 
@@ -30,6 +31,7 @@ class WorkerConfig:
     retry_seconds: float = 30.0  # how soon a subject's failed erasure or sweep is tried again
     session_seconds: float | None = None  # the group's session timeout (None: 6 s embedded,
     # 30 s otherwise): how soon the partitions of a worker that died go to another
+    datadir: str | None = None  # Faust's own directory (None: `<app id>-data` in the cwd)
 
 
 def create_app(config: WorkerConfig) -> faust.App:
@@ -38,6 +40,8 @@ def create_app(config: WorkerConfig) -> faust.App:
     # Against the embedded broker the first rebalance otherwise waits ~30 s (session timeout
     # / 2); a short session timeout brings a worker's start to a few seconds.
     session = config.session_seconds or (6.0 if config.embedded else 30.0)
+    if config.datadir:  # Faust makes only its last level
+        Path(config.datadir).parent.mkdir(parents=True, exist_ok=True)
     return faust.App(
         PROCESSOR_GROUP,
         broker=f"kafka://{config.kafka}",
@@ -54,6 +58,7 @@ def create_app(config: WorkerConfig) -> faust.App:
         stream_buffer_maxsize=4 * config.batch_size,
         consumer_max_fetch_size=4 * 1024 * 1024,
         broker_max_poll_records=config.batch_size,
+        **({"datadir": config.datadir} if config.datadir else {}),
     )
 
 

@@ -161,6 +161,7 @@ class Registre:
             sweep_seconds=self.settings.number("REGISTRE_SWEEP_SECONDS", 3600),
             retry_seconds=self.settings.number("REGISTRE_RETRY_SECONDS", 30),
             session_seconds=self.settings.number("REGISTRE_SESSION_SECONDS", 0) or None,
+            datadir=str(self.settings.home / "faust"),  # not in the directory it runs from
         )
 
     def ledger(self, worker_id: str) -> LedgerProjections:

@@ -21,8 +21,10 @@ pytestmark = pytest.mark.integration
 def test_demo_runs_start_to_finish(tmp_path):
     env = w.base_env()
     env["REGISTRE_HOME"] = str(tmp_path / "home")
+    elsewhere = tmp_path / "cwd"  # where a user runs it from: left as it was
+    elsewhere.mkdir()
     done = subprocess.run([REGISTRE, "demo"], env=env, capture_output=True, text=True,
-                          timeout=180, cwd=w.ROOT, stdin=subprocess.DEVNULL)
+                          timeout=180, cwd=elsewhere, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "Traceback" not in out + done.stderr
@@ -36,6 +38,8 @@ def test_demo_runs_start_to_finish(tmp_path):
     demo_home = tmp_path / "home" / "demo"
     assert (demo_home / "master.key").exists()
     assert not (demo_home / "runtime.json").exists(), "registre run did not stop cleanly"
+    assert list(elsewhere.iterdir()) == []  # Faust's directory too is under REGISTRE_HOME
+    assert (demo_home / "faust").is_dir()
     left = [line for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True,
                                             text=True).stdout.splitlines()
             if str(demo_home) in line]
