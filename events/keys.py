@@ -8,8 +8,8 @@ retention rules decide when it is destroyed: all three read the period from here
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from events.catalogue import MONTHLY_CATEGORIES
 
@@ -24,9 +24,11 @@ def key_period(category: str, occurred_at: datetime) -> str:
     return key_month(occurred_at) if category in MONTHLY_CATEGORIES else ""
 
 
-@dataclass(frozen=True, order=True)
-class KeyRef:
-    """One data key of one subject (every version of it)."""
+class KeyRef(NamedTuple):
+    """One data key of one subject (every version of it).
+
+    A named tuple of three strings: hashed and compared in C, and not tracked by the cycle
+    collector, so that a publisher's key cache of many subjects costs the collector nothing."""
 
     subject_id: str
     category: str
