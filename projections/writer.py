@@ -184,14 +184,22 @@ def decode_item(item: Incoming, catalogue: Catalogue, ledger_key: Ed25519PublicK
 
 
 def _holds_nul(value: Any) -> bool:
-    """Whether a text anywhere in ``value`` (an event's data) holds U+0000."""
+    """Whether a text anywhere in ``value`` (an event's data) holds U+0000. Run on every
+    record: the leaves are tested in the loop, and only branches recurse."""
     kind = type(value)
     if kind is str:
         return "\x00" in value
     if kind is dict:
-        return any(_holds_nul(v) for v in value.values())
-    if kind is list:
-        return any(_holds_nul(v) for v in value)
+        value = value.values()
+    elif kind is not list:
+        return False
+    for v in value:
+        kind = type(v)
+        if kind is str:
+            if "\x00" in v:
+                return True
+        elif (kind is dict or kind is list) and _holds_nul(v):
+            return True
     return False
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -340,3 +341,60 @@ def _without_logical_uuid(etype):  # a writer that puts any string where a uuid 
     from events.codec import _without_uuid
 
     return fastavro.parse_schema(_without_uuid(etype.schema))
+
+
+def _plain(value):
+    """An event's (frozen) data as plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _text_paths(value, path=()):
+    """Where the clear texts of an event's data are (any depth, in dicts and lists)."""
+    if isinstance(value, str):
+        yield path
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _text_paths(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _text_paths(v, (*path, i))
+
+
+def test_a_nul_in_any_clear_text_of_any_event_is_a_dead_letter_for_the_processors():
+    """A publisher that skipped validation: `decode_item` (the processors' and the rebuild's
+    one rule) refuses a NUL wherever it is in the data, and only then."""
+    from events.log import LogRecord
+    from projections.writer import decode_item
+
+    catalogue = load_catalogue()
+    checked, nested = 0, 0
+    for name, obj in VALID:
+        event = _parse(obj)
+        writing, _ = _keys(event)
+        pii = {f.path[1:] for f in catalogue.types[event.type].pii}
+        for path in [None, *_text_paths(_plain(event.data))]:
+            data = _plain(event.data)
+            if path is not None:
+                if path in pii:
+                    continue  # sealed: bytes on the wire, no text
+                leaf = data
+                for part in path[:-1]:
+                    leaf = leaf[part]
+                leaf[path[-1]] = leaf[path[-1]][:1] + "\x00" + leaf[path[-1]][1:]
+            try:
+                value = encode(Event(event.event_id, event.type, event.subject_id,
+                                     event.occurred_at, event.source, data), writing)
+            except ValueError:  # not even writable (a uuid, a fixed enum): never on the wire
+                continue
+            item = LogRecord("t", 0, 0, event.subject_id.encode(), value, (), 0)
+            record, refusal = decode_item(item, catalogue, None)
+            assert (refusal is not None) == (path is not None), (name, path)
+            if record is not None and refusal is not None:  # (else: a uuid that no longer
+                assert "NUL" in refusal[0] and "\x00" not in refusal[0]  # decodes)
+                checked += 1
+                nested += len(path) > 1
+    assert checked > 20 and nested > 5  # nested texts too, not only the top level
