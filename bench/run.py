@@ -62,6 +62,11 @@ STAGES = ("publish", "scaling", "erasure", "consent", "http")
 TOOLS = ("matplotlib", "py-spy", "pyinstrument", "psutil")
 
 
+
+def _steps(ms: dict[str, float]) -> str:
+    """The swap's steps, e.g. "forget_contacts 1, swap_tables 20, commit 4 ms"."""
+    return ", ".join(f"{k} {v:.0f}" for k, v in ms.items()) + " ms" if ms else "steps: -"
+
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -216,7 +221,8 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"{rb['fetch_decode_events_per_s']:,.0f} ev/s; CPU {rb['rebuild_cpu_us_per_event']:.0f}"
             f" (all its processes) + PostgreSQL {rb['rebuild_postgres_cpu_us_per_event']:.0f}"
             f" us/ev; {report.get('workers', '?')} workers; swap {report.get('swap_ms', 0):.0f}"
-            f" ms; RSS {rb['rebuild_rss_max_mb']:.0f} MB")
+            f" ms ({_steps(report.get('swap_steps_ms') or {})}); RSS"
+            f" {rb['rebuild_rss_max_mb']:.0f} MB")
         from bench.memory import from_worker_run
 
         worker = big["process"]["worker_runs"][-1]

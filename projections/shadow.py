@@ -2,10 +2,10 @@
 
 A rebuild writes every projection into schema ``projections_next`` (`prepare`, then the bulk
 COPYs of `projections.bulk`, then `index`), catches up with the live processors there through
-the batch writer (``apply_batch(..., schema=NEXT)``), and swaps the shadow tables in with
-`swap_in`, inside a transaction that holds the projection lock. `discard` drops the shadow of
-an interrupted rebuild. The functions of migration 016 run as the tables' owner; the rebuild
-connects as the processor role.
+the batch writer (``apply_batch(..., schema=NEXT)``), and swaps the shadow tables in
+(`forget_destroyed_contacts`, then `swap_tables`) inside a transaction that holds the
+projection lock. `discard` drops the shadow of an interrupted rebuild. The functions of
+migration 016 run as the tables' owner; the rebuild connects as the processor role.
 """
 
 from __future__ import annotations
@@ -130,11 +130,13 @@ async def keep_vacuum_away(conn: psycopg.AsyncConnection) -> None:
                        + " IN SHARE UPDATE EXCLUSIVE MODE")
 
 
-async def swap_in(conn: psycopg.AsyncConnection) -> int:
-    """Inside the caller's transaction (projection lock held, live positions reached): drop
-    from the shadow's lookup index the subjects whose contact key was destroyed meanwhile,
-    then swap every shadow table in. Returns the lookup rows so dropped."""
-    cur = await conn.execute(FORGET_DESTROYED_CONTACTS)
-    forgotten = cur.rowcount
+async def forget_destroyed_contacts(conn: psycopg.AsyncConnection) -> int:
+    """Inside the swap's transaction: drop from the shadow's lookup index the subjects whose
+    contact key was destroyed meanwhile. Returns the lookup rows so dropped."""
+    return (await conn.execute(FORGET_DESTROYED_CONTACTS)).rowcount
+
+
+async def swap_tables(conn: psycopg.AsyncConnection) -> None:
+    """Inside the caller's transaction (projection lock held, live positions reached, destroyed
+    contacts forgotten): swap every shadow table in."""
     await conn.execute("SELECT projections.rebuild_swap()")
-    return forgotten

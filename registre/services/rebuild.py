@@ -94,6 +94,7 @@ class Report:
     swap_ms: float = 0.0  # projection lock held, to commit
     swap_records: int = 0  # of which applied while holding the lock
     swap_tables_ms: float = 0.0  # the tables locked and swapped, to commit
+    swap_steps_ms: dict[str, float] = field(default_factory=dict)  # of which each step
     lookup_forgotten: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     partitions: list[dict[str, Any]] = field(default_factory=list)
@@ -103,6 +104,7 @@ class Report:
                 "workers": self.workers, "slices": self.slices, "caught_up": self.caught_up,
                 "swap_ms": round(self.swap_ms, 1), "swap_records": self.swap_records,
                 "swap_tables_ms": round(self.swap_tables_ms, 1),
+                "swap_steps_ms": {k: round(v, 1) for k, v in self.swap_steps_ms.items()},
                 "seconds": {k: round(v, 2) for k, v in self.seconds.items()}}
 
 
@@ -319,9 +321,16 @@ async def _swap(job: Rebuild, conn: psycopg.AsyncConnection, tail: LogTail,
                     report.swap_records = await _last_records(job, conn, tail, ahead, live, mine)
                 report.records = sum((live or mine).values())
                 tables = time.monotonic()
-                report.lookup_forgotten = await shadow.swap_in(conn)
-            report.swap_ms = (time.monotonic() - locked) * 1000
-            report.swap_tables_ms = (time.monotonic() - tables) * 1000
+                report.lookup_forgotten = await shadow.forget_destroyed_contacts(conn)
+                forgotten = time.monotonic()
+                await shadow.swap_tables(conn)
+                swapped = time.monotonic()
+            done = time.monotonic()
+            report.swap_ms = (done - locked) * 1000
+            report.swap_tables_ms = (done - tables) * 1000
+            report.swap_steps_ms = {"forget_contacts": (forgotten - tables) * 1000,
+                                    "swap_tables": (swapped - forgotten) * 1000,
+                                    "commit": (done - swapped) * 1000}
             report.caught_up += report.swap_records
             return
         except (psycopg.errors.LockNotAvailable, _LiveBehind):
