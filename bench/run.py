@@ -51,7 +51,7 @@ MODES: dict[str, dict[str, Any]] = {
     "full": {
         "sizes": [100_000, 300_000, 1_000_000], "repeat": {100_000: 3},
         "profile_size": 300_000,
-        "publish": ["--events", "20000", "--repeat", "3"],
+        "publish": ["--events", "50000", "--repeat", "5"],
         "erasure": {"subjects": 500, "deletions": 200, "rate": 500.0},
         "consent": {"n_events": 1_000_000, "queries": 5000, "scans": 5},
         "audit_queries": 2000,
