@@ -62,10 +62,10 @@ STAGES = ("publish", "scaling", "erasure", "consent", "http")
 TOOLS = ("matplotlib", "py-spy", "pyinstrument", "psutil")
 
 
-
 def _steps(ms: dict[str, float]) -> str:
     """The swap's steps, e.g. "forget_contacts 1, swap_tables 20, commit 4 ms"."""
     return ", ".join(f"{k} {v:.0f}" for k, v in ms.items()) + " ms" if ms else "steps: -"
+
 
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)

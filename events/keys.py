@@ -27,8 +27,9 @@ def key_period(category: str, occurred_at: datetime) -> str:
 class KeyRef(NamedTuple):
     """One data key of one subject (every version of it).
 
-    A named tuple of three strings: hashed and compared in C, and not tracked by the cycle
-    collector, so that a publisher's key cache of many subjects costs the collector nothing."""
+    A named tuple of three strings: hashed and compared in C (a publisher looks keys up
+    several times per event), and one object per key, without a ``__dict__``, in a key cache
+    of many subjects."""
 
     subject_id: str
     category: str
