@@ -293,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds the publisher spreads the events over (faults within)")
     parser.add_argument("--only", nargs="*", default=None, help="scenario names (substrings)")
     args = parser.parse_args(argv)
-    from registre.logs import configure
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:  # started by a shell without job
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # control: Ctrl-C must reach
+    from registre.logs import configure  # the `registre run` it stops (reset on exec)
 
     configure("warning")
     print("| fault | acknowledged | applied after recovery | lost | duplicated |")
