@@ -263,6 +263,9 @@ def test_rebuild_under_live_traffic(broker, database_url, master_key, keystore, 
     assert seen[swap - 1][2] > seen[0][2] + 50, seen[:: max(1, len(seen) // 20)]
     assert answer["mode"] == "live" and answer["caught_up"] > 0
     assert answer["swap_ms"] < 3000, answer  # the only moment anyone waited for the rebuild
+    steps = answer["swap_steps_ms"]  # where the swap's time went, step by step
+    assert list(steps) == ["forget_contacts", "swap_tables", "commit"], answer
+    assert 0 < sum(steps.values()) <= answer["swap_ms"] + 0.5, answer
     assert catalog(database_url) == before
 
     # what the rebuild made and the worker continued equals a rebuild made in quiet, here
