@@ -293,9 +293,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds the publisher spreads the events over (faults within)")
     parser.add_argument("--only", nargs="*", default=None, help="scenario names (substrings)")
     args = parser.parse_args(argv)
-    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:  # started by a shell without job
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # control: Ctrl-C must reach
-    from registre.logs import configure  # the `registre run` it stops (reset on exec)
+    # Started by a shell without job control, SIGINT comes ignored and the `registre run`
+    # that the Ctrl-C scenario stops would inherit that; our handler is reset on exec.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    from registre.logs import configure
 
     configure("warning")
     print("| fault | acknowledged | applied after recovery | lost | duplicated |")
