@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -16,11 +15,9 @@ import pytest
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
-# A shell without job control (`nohup ... &`, some CI runners) starts the suite with SIGINT
-# ignored, and every process it spawns inherits that: the tests that press Ctrl-C on
-# `registre` would see it ignored. A handler of our own is reset to the default on exec.
-if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+from tests.signals import let_ctrl_c_through  # noqa: E402
+
+let_ctrl_c_through()
 
 from deploy.runtime import EmbeddedBroker, EmbeddedPostgres  # noqa: E402
 from deploy.topics import ensure_topics  # noqa: E402

@@ -293,11 +293,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds the publisher spreads the events over (faults within)")
     parser.add_argument("--only", nargs="*", default=None, help="scenario names (substrings)")
     args = parser.parse_args(argv)
-    # Started by a shell without job control, SIGINT comes ignored and the `registre run`
-    # that the Ctrl-C scenario stops would inherit that; our handler is reset on exec.
-    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
     from registre.logs import configure
+    from tests.signals import let_ctrl_c_through
+
+    let_ctrl_c_through()  # the Ctrl-C scenario stops a `registre run` it started
 
     configure("warning")
     print("| fault | acknowledged | applied after recovery | lost | duplicated |")
