@@ -104,13 +104,20 @@ def reset_lost(conn: psycopg.Connection, ledger_topic: str, ends: dict[int, int]
         (partitions, lengths, ledger_topic)).rowcount
 
 
-def pending(conn: psycopg.Connection) -> int:
-    """Records accepted and not yet handed to the broker (those handed on count in the
-    processors' lag until applied)."""
+def pending(conn: psycopg.Connection, ledger_topic: str, ends: dict[int, int]) -> int:
+    """Records accepted and not in the broker: not handed on yet, or handed to a ledger
+    position at or beyond the partition's end ``ends`` (a broker that restarted empty lost
+    them, and the relay hands them again). Those the broker holds count in the processors'
+    lag until applied."""
     if conn.execute("SELECT to_regclass('journal.records')").fetchone()[0] is None:
         return 0
-    return conn.execute('SELECT count(*) FROM journal.records WHERE "offset" IS NULL'
-                        ).fetchone()[0]
+    partitions, lengths = list(ends), [ends[p] for p in ends]
+    return conn.execute(
+        'SELECT count(*) FROM journal.records j WHERE j."offset" IS NULL'
+        ' OR (j.topic = %s AND j."offset" >= coalesce((SELECT e.log_end'
+        ' FROM unnest(%s::int[], %s::bigint[]) AS e(part, log_end)'
+        ' WHERE e.part = j."partition"), 0))',
+        (ledger_topic, partitions, lengths)).fetchone()[0]
 
 
 def set_gate(conn: psycopg.Connection, open_: bool, reason: str | None = None) -> None:

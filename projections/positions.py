@@ -27,8 +27,7 @@ def applied_positions(conn: psycopg.Connection, consumer: str = "ledger",
 
 def lag(bootstrap: str, database_url: str) -> dict[int, int]:
     """Records in the log not yet applied, per partition (negative: the log is shorter)."""
-    with LogReader(bootstrap) as reader:
-        ends = reader.end_offsets()
+    ends = _log_ends(bootstrap)
     with psycopg.connect(database_url) as conn:
         applied = applied_positions(conn)
     return {p: end - applied.get(p, 0) for p, end in ends.items()}
@@ -36,12 +35,22 @@ def lag(bootstrap: str, database_url: str) -> dict[int, int]:
 
 def backlog(bootstrap: str, database_url: str) -> int:
     """Records not applied yet, ledger facts not published yet, and records the journal has
-    not handed to the broker yet: 0 means settled."""
-    behind = sum(n for n in lag(bootstrap, database_url).values() if n > 0)
+    not handed to the broker yet or must hand again (the broker lost them): 0 means settled.
+
+    The log's ends are read first: a record the relay places meanwhile lands at or beyond
+    them, so it is counted (perhaps twice), never missed."""
+    ends = _log_ends(bootstrap)
     with psycopg.connect(database_url) as conn:
+        applied = applied_positions(conn)
+        behind = sum(max(0, end - applied.get(p, 0)) for p, end in ends.items())
         pending = conn.execute("SELECT count(*) FROM projections.outbox").fetchone()[0]
-        pending += journal.pending(conn)
+        pending += journal.pending(conn, topic_name("ledger"), ends)
     return behind + pending
+
+
+def _log_ends(bootstrap: str) -> dict[int, int]:
+    with LogReader(bootstrap) as reader:
+        return reader.end_offsets()
 
 
 def align_group(bootstrap: str, database_url: str, group: str) -> dict[int, int]:
