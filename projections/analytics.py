@@ -156,12 +156,16 @@ def _location_ref(record: Record) -> KeyRef:
     return KeyRef(record.subject_id, "location", key_period("location", record.occurred_at))
 
 
+def location_refs(records: list[Record]) -> set[KeyRef]:
+    """The location keys the connections of ``records`` were sealed with."""
+    return {_location_ref(r) for r in records
+            if r.type == "ConnectionRecorded" and _sealed_country(r) is not None}
+
+
 async def location_keys(cur: psycopg.AsyncCursor, master: bytes,
                         records: list[Record]) -> dict[tuple[KeyRef, int], bytes]:
     """The location keys the connections of ``records`` were sealed with, where they exist."""
-    refs = {_location_ref(r) for r in records
-            if r.type == "ConnectionRecorded" and _sealed_country(r) is not None}
-    keys, failed = await unwrapped_keys_in(cur, master, refs)
+    keys, failed = await unwrapped_keys_in(cur, master, location_refs(records))
     if failed:  # counted as unknown: never fail the batch (it would dead-letter it)
         log.warning("location keys do not unwrap; countries counted as unknown", keys=failed)
     return keys

@@ -6,8 +6,9 @@ are independent). It reads the partition's records from the log, decodes and fol
 the very rules of the batch writer (`projections.writer.decode_item`, `fold_one`), computes
 every projection's rows with the functions its live hook uses (`consent_history.rows`,
 `requests.rows`, `erasure_store.erasure_rows`, `analytics.tally`, `lookup.entries`), and COPYs
-them into the shadow tables (`projections.shadow`) in one transaction. Nothing of the live
-projections is read or written; the key store and the checkpoints are only read.
+them into the shadow tables (`projections.shadow`) in one transaction (binary COPY: the server
+parses no text). Nothing of the live projections is read or written; the key store and the
+checkpoints are only read, each key once per partition (`PartitionKeys`).
 
 Each record is dated as the live processors dated it: the signing instant of the checkpoint
 that covers it (`integrity_store.covering_instant`), else the rebuild's start.
@@ -30,11 +31,15 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from psycopg import pq
+from psycopg.adapt import Dumper
 from psycopg.types.json import Json
 
 from events.catalogue import Catalogue, load_catalogue
 from events.codec import Record
+from events.keys import KeyRef
 from events.keystore import unwrapped_keys_in
 from events.log import LogRecord, read_partition
 from processors.rules.fold import ViewFold
@@ -46,6 +51,7 @@ from projections.integrity_store import apartition_checkpoints, covering_instant
 from projections.jsonb import use_fast_json
 from projections.writer import Outcome, decode_item, fold_one
 
+log = structlog.get_logger("registre.rebuild")
 NEXT = "projections_next"  # the shadow schema (migration 016)
 CHUNK = 5000  # records decoded and folded between two key-store reads
 # The columns each shadow table is written with (defaults fill the others).
@@ -67,6 +73,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 # rows that never change once written: COPYed after each chunk (the others once, at the end)
 APPEND_ONLY = ("applied_events", "dead_letters", "consent_history", "erasures",
                "erasure_requests")
+UUID_OID = 2950
+TEXT_COPY = ("requests",)  # its rows (those of the live hook) hold their instants as text
 GroupKey = tuple[str, Any, str, str]  # analytics.Group as a plain tuple (pickles small)
 Progress = Callable[[int, int], None]  # (partition, records just done)
 
@@ -197,29 +205,72 @@ class PartitionFold:
                 for g, c in self.counts.items()}
 
 
+class _UuidFromText(Dumper):
+    """A uuid column written in binary COPY from the canonical text registre keeps ids in."""
+
+    format = pq.Format.BINARY
+    oid = UUID_OID
+
+    def dump(self, obj: str) -> bytes:
+        return bytes.fromhex(obj.replace("-", ""))
+
+
+async def column_types(conn: psycopg.AsyncConnection, schema: str = NEXT
+                       ) -> dict[str, list[int]]:
+    """Each rebuilt table's column types (oids, in the order of ``COLUMNS``), for binary COPY:
+    the server then parses no text (timestamps, uuids, integers)."""
+    conn.adapters.register_dumper(None, _UuidFromText)
+    cur = await conn.execute(
+        "SELECT c.relname, a.attname, a.atttypid::int FROM pg_attribute a"
+        " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND a.attnum > 0 AND NOT a.attisdropped", (schema,))
+    found = {(t, col): oid for t, col, oid in await cur.fetchall()}
+    return {t: [found[(t, c.strip('"'))] for c in cols] for t, cols in COLUMNS.items()
+            if t not in TEXT_COPY}
+
+
 async def copy_rows(cur: psycopg.AsyncCursor, table: str, rows: Iterable[tuple[Any, ...]],
-                    schema: str = NEXT) -> None:
-    """COPY ``rows`` (in the order of ``COLUMNS[table]``) into ``schema.table``."""
+                    schema: str = NEXT, types: list[int] | None = None) -> None:
+    """COPY ``rows`` (in the order of ``COLUMNS[table]``) into ``schema.table``; in binary when
+    the column ``types`` are given (`column_types`)."""
+    binary = " (FORMAT BINARY)" if types else ""
     async with cur.copy(f"COPY {schema}.{table} ({', '.join(COLUMNS[table])}) FROM STDIN"
-                        ) as copy:
+                        f"{binary}") as copy:
+        if types:
+            copy.set_types(types)
         for row in rows:
             await copy.write_row(row)
 
 
-async def _write(conn: psycopg.AsyncConnection, rows: dict[str, list[tuple[Any, ...]]]
-                 ) -> None:
+async def _write(conn: psycopg.AsyncConnection, rows: dict[str, list[tuple[Any, ...]]],
+                 types: dict[str, list[int]]) -> None:
     async with conn.transaction(), conn.cursor() as cur:
         for table, table_rows in rows.items():
             if table_rows:
-                await copy_rows(cur, table, table_rows)
+                await copy_rows(cur, table, table_rows, types=types.get(table))
 
 
-async def _keys(cur: psycopg.AsyncCursor, master: bytes, records: list[Record]
-                ) -> tuple[dict[Any, bytes], dict[Any, bytes]]:
-    """The location and contact keys this chunk's analytics and lookup rows need."""
-    location = await analytics.location_keys(cur, master, records)
-    contact, _ = await unwrapped_keys_in(cur, master, lookup.contact_refs(records))
-    return location, contact
+class PartitionKeys:
+    """The location and contact keys of a partition's records, each read and unwrapped once:
+    a subject's events are spread over many chunks, and its keys would be read for each."""
+
+    def __init__(self, master: bytes) -> None:
+        self.master = master
+        self.keys: dict[tuple[KeyRef, int], bytes] = {}
+        self.read: set[KeyRef] = set()
+
+    async def of(self, cur: psycopg.AsyncCursor, records: list[Record]
+                 ) -> dict[tuple[KeyRef, int], bytes]:
+        """The keys (location and contact) ``records`` need, among those read so far."""
+        refs = (analytics.location_refs(records) | lookup.contact_refs(records)) - self.read
+        if refs:
+            keys, failed = await unwrapped_keys_in(cur, self.master, refs)
+            if failed:  # as the live hooks: country unknown, contact not in the lookup
+                log.warning("keys do not unwrap; their connections count as country unknown"
+                            " and their contacts are left out of the lookup", keys=failed)
+            self.keys.update(keys)
+            self.read |= refs
+        return self.keys
 
 
 async def _fold_partition(task: BulkTask, progress: Progress | None) -> BulkResult:
@@ -233,6 +284,8 @@ async def _fold_partition(task: BulkTask, progress: Progress | None) -> BulkResu
                                                      autocommit=True) as conn:
         # the shadow is thrown away if anything fails: no need to wait for each flush to disk
         await conn.execute("SET synchronous_commit = off")
+        types = await column_types(conn)
+        keys = PartitionKeys(task.master_key)
         state = PartitionFold(task, ViewFold(task.policy, catalogue), catalogue,
                               await apartition_checkpoints(conn, task.topic, task.partition))
         t0 = time.perf_counter()
@@ -242,11 +295,10 @@ async def _fold_partition(task: BulkTask, progress: Progress | None) -> BulkResu
             out = state.chunk(items)
             t2 = time.perf_counter()
             async with conn.cursor() as cur:
-                location, contact = await _keys(cur, task.master_key,
-                                                [r for _, r in out.applied])
-            state.add_rows(out, location, contact, fields)
+                known = await keys.of(cur, [r for _, r in out.applied])
+            state.add_rows(out, known, known, fields)
             t3 = time.perf_counter()
-            await _write(conn, state.take_rows())
+            await _write(conn, state.take_rows(), types)
             t4 = time.perf_counter()
             clock["read"] += t1 - t0
             clock["decode+fold"] += t2 - t1
@@ -259,7 +311,7 @@ async def _fold_partition(task: BulkTask, progress: Progress | None) -> BulkResu
             if progress is not None:
                 progress(task.partition, len(items))
         t0 = time.perf_counter()
-        await _write(conn, state.final_rows(task.master_key))
+        await _write(conn, state.final_rows(task.master_key), types)
         clock["copy"] += time.perf_counter() - t0
     result.duplicates = state.duplicates
     result.groups = state.groups()
