@@ -29,10 +29,13 @@ def _thaw(value: Any) -> Any:
 
 
 def format_instant(at: datetime) -> str:
-    """RFC 3339 in UTC with microseconds only when there are some."""
-    at = at.astimezone(UTC)
-    spec = "microseconds" if at.microsecond else "seconds"
-    return at.isoformat(timespec=spec).replace("+00:00", "Z")
+    """RFC 3339 in UTC with microseconds only when there are some. Formatted by hand: an
+    aware datetime's ``isoformat`` costs twice as much, and the views repeat instants."""
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    text = "%04d-%02d-%02dT%02d:%02d:%02d" % (  # noqa: UP031 - faster than an f-string
+        at.year, at.month, at.day, at.hour, at.minute, at.second)
+    return f"{text}.{at.microsecond:06d}Z" if at.microsecond else text + "Z"
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,18 @@ import base64
 import copy
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from events.catalogue import load_catalogue
 from events.codec import Record, decode, encode, key_refs, open_field
 from events.crypto import new_data_key
 from events.keys import KeyRef
+from events.model import format_instant
 from events.validation import parse_event
 from processors.rules.fold import Rejected, ViewFold, empty_view
 from processors.rules.policy import Policy
@@ -476,3 +479,19 @@ def test_every_event_counts_and_last_event_at_is_the_latest_instant():
     ])
     assert view["counts"]["events"] == 3
     assert view["last_event_at"] == "2026-03-01T08:30:00.500000Z"
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),  # noqa: DTZ001 - hypothesis takes naive bounds
+       st.integers(min_value=-14 * 60, max_value=14 * 60), st.booleans())
+def test_an_instant_is_formatted_as_rfc_3339_in_utc(naive: datetime, minutes: int,
+                                                     whole: bool) -> None:
+    """The hand-written formatting of the views' instants says what ``isoformat`` says: in
+    UTC, with a Z, microseconds only when there are some, whatever the offset given."""
+    at = naive.replace(microsecond=0 if whole else naive.microsecond,
+                       tzinfo=timezone(timedelta(minutes=minutes)))
+    if not datetime(1, 1, 1, tzinfo=UTC) < at < datetime(9999, 12, 31, tzinfo=UTC):
+        return
+    utc = at.astimezone(UTC)
+    expected = utc.isoformat(timespec="microseconds" if utc.microsecond else "seconds")
+    assert format_instant(at) == expected.replace("+00:00", "Z")
+    assert datetime.fromisoformat(format_instant(at)) == at
