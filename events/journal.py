@@ -93,15 +93,21 @@ def forget_done(conn: psycopg.Connection, ledger_topic: str) -> int:
         ' AND o.next_offset > j."offset"))', (ledger_topic,)).rowcount
 
 
+# A ledger record relayed to a position the broker no longer holds (it restarted empty and
+# got only the archive back); parameters: the ledger topic, then `_ends_params`.
+_LOST = ('j.topic = %s AND EXISTS (SELECT 1 FROM unnest(%s::int[], %s::bigint[])'
+         ' AS e(part, log_end) WHERE e.part = j."partition" AND j."offset" >= e.log_end)')
+
+
+def _ends_params(ends: dict[int, int]) -> tuple[list[int], list[int]]:
+    return list(ends), [ends[p] for p in ends]
+
+
 def reset_lost(conn: psycopg.Connection, ledger_topic: str, ends: dict[int, int]) -> int:
-    """Records relayed to positions the broker no longer holds (it restarted empty and got
-    only the archive back): hand them again."""
-    partitions, lengths = list(ends), [ends[p] for p in ends]
+    """Records relayed to positions the broker no longer holds: hand them again."""
     return conn.execute(
-        'UPDATE journal.records j SET "partition" = NULL, "offset" = NULL'
-        ' FROM unnest(%s::int[], %s::bigint[]) AS e(part, log_end)'
-        ' WHERE j.topic = %s AND j."partition" = e.part AND j."offset" >= e.log_end',
-        (partitions, lengths, ledger_topic)).rowcount
+        f'UPDATE journal.records j SET "partition" = NULL, "offset" = NULL WHERE {_LOST}',
+        (ledger_topic, *_ends_params(ends))).rowcount
 
 
 def pending(conn: psycopg.Connection, ledger_topic: str, ends: dict[int, int]) -> int:
@@ -111,13 +117,9 @@ def pending(conn: psycopg.Connection, ledger_topic: str, ends: dict[int, int]) -
     lag until applied."""
     if conn.execute("SELECT to_regclass('journal.records')").fetchone()[0] is None:
         return 0
-    partitions, lengths = list(ends), [ends[p] for p in ends]
     return conn.execute(
-        'SELECT count(*) FROM journal.records j WHERE j."offset" IS NULL'
-        ' OR (j.topic = %s AND j."offset" >= coalesce((SELECT e.log_end'
-        ' FROM unnest(%s::int[], %s::bigint[]) AS e(part, log_end)'
-        ' WHERE e.part = j."partition"), 0))',
-        (ledger_topic, partitions, lengths)).fetchone()[0]
+        f'SELECT count(*) FROM journal.records j WHERE j."offset" IS NULL OR ({_LOST})',
+        (ledger_topic, *_ends_params(ends))).fetchone()[0]
 
 
 def set_gate(conn: psycopg.Connection, open_: bool, reason: str | None = None) -> None:

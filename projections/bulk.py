@@ -160,9 +160,10 @@ class PartitionFold:
             out.dead.append((item, *refusal))
         return out
 
-    def add_rows(self, out: Outcome, location: dict[Any, bytes], contact: dict[Any, bytes],
+    def add_rows(self, out: Outcome, keys: dict[tuple[KeyRef, int], bytes],
                  fields: dict[tuple[str, str], Any]) -> None:
-        """The rows the live hooks would write for this chunk (their own functions)."""
+        """The rows the live hooks would write for this chunk (their own functions), with the
+        location and contact keys that exist (`PartitionKeys`)."""
         rows, part = self.rows, self.task.partition
         rows["applied_events"] += [(r.event_id, part, i.offset) for i, r in out.applied]
         rows["dead_letters"] += [(i.topic, part, i.offset, t, reason[:500])
@@ -173,7 +174,7 @@ class PartitionFold:
         self.requests.update({(r[0], r[1]): r for r in chunk_requests})
         rows["erasure_requests"] += erasures
         records = [r for _, r in out.applied]
-        counts, members = analytics.tally(records, location, self.catalogue)
+        counts, members = analytics.tally(records, keys, self.catalogue)
         for group, (events, granted) in counts.items():
             c = self.counts.setdefault(group, [0, 0])
             c[0] += events
@@ -181,7 +182,7 @@ class PartitionFold:
         self.members |= members
         sources = [r for r in records if r.type in lookup.SOURCES]
         self.contacts.update(lookup.entries(sources,
-                                            lookup.opened_values(sources, contact, fields)))
+                                            lookup.opened_values(sources, keys, fields)))
 
     def take_rows(self) -> dict[str, list[tuple[Any, ...]]]:
         """The append-only rows of the chunks so far (and forget them)."""
@@ -296,7 +297,7 @@ async def _fold_partition(task: BulkTask, progress: Progress | None) -> BulkResu
             t2 = time.perf_counter()
             async with conn.cursor() as cur:
                 known = await keys.of(cur, [r for _, r in out.applied])
-            state.add_rows(out, known, known, fields)
+            state.add_rows(out, known, fields)
             t3 = time.perf_counter()
             await _write(conn, state.take_rows(), types)
             t4 = time.perf_counter()

@@ -29,8 +29,7 @@ def lag(bootstrap: str, database_url: str) -> dict[int, int]:
     """Records in the log not yet applied, per partition (negative: the log is shorter)."""
     ends = _log_ends(bootstrap)
     with psycopg.connect(database_url) as conn:
-        applied = applied_positions(conn)
-    return {p: end - applied.get(p, 0) for p, end in ends.items()}
+        return _behind(ends, applied_positions(conn))
 
 
 def backlog(bootstrap: str, database_url: str) -> int:
@@ -41,11 +40,14 @@ def backlog(bootstrap: str, database_url: str) -> int:
     them, so it is counted (perhaps twice), never missed."""
     ends = _log_ends(bootstrap)
     with psycopg.connect(database_url) as conn:
-        applied = applied_positions(conn)
-        behind = sum(max(0, end - applied.get(p, 0)) for p, end in ends.items())
+        behind = sum(n for n in _behind(ends, applied_positions(conn)).values() if n > 0)
         pending = conn.execute("SELECT count(*) FROM projections.outbox").fetchone()[0]
         pending += journal.pending(conn, topic_name("ledger"), ends)
     return behind + pending
+
+
+def _behind(ends: dict[int, int], applied: dict[int, int]) -> dict[int, int]:
+    return {p: end - applied.get(p, 0) for p, end in ends.items()}
 
 
 def _log_ends(bootstrap: str) -> dict[int, int]:
