@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -92,7 +93,8 @@ def revoke(conn: psycopg.Connection, name: str, now: datetime) -> dict[str, Any]
 class TokenVerifier:
     """Checks bearer tokens against the table; successes are remembered ``ttl`` seconds."""
 
-    def __init__(self, connect: Callable[[], psycopg.Connection], ttl: float = CACHE_SECONDS,
+    def __init__(self, connect: Callable[[], AbstractContextManager[psycopg.Connection]],
+                 ttl: float = CACHE_SECONDS,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._connect = connect
         self._ttl = ttl

@@ -39,7 +39,7 @@ def body_limit(path: str) -> int:
 def create_app(registre: Registre) -> FastAPI:
     """The web service for the broker, database and master key of ``registre``."""
     context = WebContext(registre)
-    state = WebState(context, TokenVerifier(lambda: registre.connect("compliance")),
+    state = WebState(context, TokenVerifier(lambda: context.connect("compliance")),
                      Readiness(registre.kafka, registre.url("compliance")))
 
     @asynccontextmanager

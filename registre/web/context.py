@@ -1,17 +1,19 @@
-"""What one web process holds for its whole life: the composition root, one publisher.
+"""What one web process holds for its whole life: the composition root, one publisher, pools.
 
 The Kafka producer and the key cache of a publisher are expensive, so a web process keeps one
 `Publisher` (created on first use, closed at shutdown) and lends it to each request under a
 lock: the publisher's key store is one database connection, which must not run two
-transactions at once. Everything else (policy, clock, keys, connections) comes from
-`registre.bootstrap.Registre`; the compliance desk takes this object as its context.
+transactions at once. Database connections, and the key stores the questions read keys
+through, come from the process's pools (`registre.web.pools`). Everything else (policy, clock,
+keys) comes from `registre.bootstrap.Registre`; the compliance desk takes this object as its
+context.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +24,7 @@ from events.keystore import KeyStore
 from events.publisher import Publisher, PublishReport
 from processors.rules.policy import Policy
 from registre.bootstrap import Registre
+from registre.web.pools import Pools
 
 
 class WebContext:
@@ -31,6 +34,7 @@ class WebContext:
         self.registre = registre
         self._publisher: Publisher | None = None
         self._lock = threading.Lock()
+        self.pools = Pools(registre.url)
 
     @property
     def policy(self) -> Policy:
@@ -54,11 +58,16 @@ class WebContext:
     def url(self, role: str) -> str:
         return self.registre.url(role)
 
-    def connect(self, role: str = "compliance") -> psycopg.Connection:
-        return self.registre.connect(role)
+    def connect(self, role: str = "compliance") -> AbstractContextManager[psycopg.Connection]:
+        """A pooled connection as ``role``, given back when the ``with`` block ends."""
+        return self.pools.connection(role)
 
-    def keystore(self, cache_seconds: float = 0.0, role: str = "publisher") -> KeyStore:
-        return self.registre.keystore(cache_seconds, role)
+    @contextmanager
+    def keystore(self, cache_seconds: float = 0.0, role: str = "publisher"
+                 ) -> Iterator[KeyStore]:
+        """The key store over a pooled connection (given back, not closed, at the end)."""
+        with self.pools.connection(role) as conn:
+            yield KeyStore(conn, self.registre.master_key, cache_seconds)
 
     @contextmanager
     def publisher(self, allow_registre: bool = False) -> Iterator[Publisher]:
@@ -88,6 +97,7 @@ class WebContext:
                 pass
 
     def close(self) -> None:
-        """Flush and close the publisher (at shutdown)."""
+        """Flush and close the publisher, then the pools (at shutdown)."""
         with self._lock:
             self._drop()
+        self.pools.close()

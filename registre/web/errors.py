@@ -14,6 +14,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from kafka.errors import KafkaError
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -41,7 +42,9 @@ STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (BadTokenRequest, 422), (NameTaken, 409), (UserError, 400),
     (PublishError, 503), (NotRunning, 503),
 )
-UNAVAILABLE = ((psycopg.OperationalError, "database unreachable"),
+UNAVAILABLE = ((PoolTimeout, "database busy: every connection of this web service is in use,"
+                              " ask again"),
+               (psycopg.OperationalError, "database unreachable"),
                (KafkaError, "broker unreachable"))
 
 

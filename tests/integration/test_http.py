@@ -9,6 +9,7 @@ subject in the transaction that destroys its contact key.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -350,6 +351,40 @@ def test_tokens_are_stored_as_argon2_hashes_only(stack: Stack) -> None:
         for table in ("credentials.tokens", "projections.contact_lookup"):
             with pytest.raises(errors.InsufficientPrivilege):
                 conn.execute(f"SELECT 1 FROM {table} LIMIT 1")
+
+
+def _web_backends(stack: Stack) -> set[int]:
+    """The backends of the web service's pooled connections (`registre.web.pools`)."""
+    return {pid for (pid,) in w.query(
+        stack.database_url, "SELECT pid FROM pg_stat_activity WHERE datname ="
+        " current_database() AND application_name LIKE 'registre-web-%%'")}
+
+
+def test_connections_are_kept_open_and_a_broken_one_is_replaced(stack: Stack) -> None:
+    """Questions asked one after another reuse the web service's open connections (no new
+    backend and login each time); once PostgreSQL has dropped them (a restart does), the next
+    question is answered on a new connection, not failed."""
+    subject = "acc-h00009"
+    stack.publish([account(subject, "pooled.connections@exemple-canari.fr")])
+    stack.wait()
+    path, params = f"/v1/subjects/{subject}/consent", {"purpose": "marketing", "at": w.ago(0)}
+    first = stack.dpo.get(path, **params)
+    assert first.status_code == 200, first.text
+    kept = _web_backends(stack)
+    assert kept  # still open after the answer
+    for _ in range(5):
+        assert stack.dpo.get(path, **params).json() == first.json()
+    assert _web_backends(stack) == kept
+    w.query(stack.database_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE pid = ANY(%s)", (list(kept),))
+    deadline = time.monotonic() + 10
+    while _web_backends(stack) & kept:
+        assert time.monotonic() < deadline, "the terminated backends did not go"
+        time.sleep(0.05)
+    again = stack.dpo.get(path, **params)
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    assert _web_backends(stack) and not _web_backends(stack) & kept
 
 
 def test_health_and_readiness_carry_no_personal_data(stack: Stack) -> None:
