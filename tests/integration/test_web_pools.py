@@ -1,10 +1,11 @@
 """The web process's pools (`registre.web.pools`) against a real PostgreSQL: each login's
 connections are its own, kept open and lent one at a time; a request that finds them all in
-use waits, then gets the web service's one-line 503."""
+use waits, then gets the web service's one-line 503, told apart from a database that is down."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 
 import httpx
@@ -77,4 +78,18 @@ def test_a_request_that_finds_every_connection_in_use_gets_a_503(database_url: s
     finally:
         release.set()
         holder.join(10)
+        pools.close()
+
+
+def test_a_database_that_does_not_answer_is_told_apart_from_a_busy_one() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pools = Pools(lambda role: f"postgresql://registre@127.0.0.1:{port}/registre", wait=0.3)
+    try:
+        with pytest.raises(psycopg.OperationalError) as raised:
+            with pools.connection("compliance"):
+                pass
+        assert not isinstance(raised.value, PoolTimeout)  # "database unreachable", not "busy"
+    finally:
         pools.close()
