@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 
 import httpx
 import psycopg
 import pytest
+import workers as w
 from fastapi import FastAPI
 from psycopg_pool import PoolTimeout
 
@@ -35,13 +35,9 @@ def test_a_login_per_pool_kept_open_and_lent_one_at_a_time(database_url: str) ->
             assert again.info.backend_pid == pid
     finally:
         pools.close()
-    with psycopg.connect(database_url, autocommit=True) as conn:  # closed with the process
-        deadline = time.monotonic() + 10
-        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname ="
-                           " current_database() AND application_name LIKE 'registre-web-%'"
-                           ).fetchone()[0]:
-            assert time.monotonic() < deadline, "the pools' connections stayed open"
-            time.sleep(0.05)
+    w.wait_until(lambda: w.scalar(  # closed with the web process
+        database_url, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND application_name LIKE 'registre-web-%%'") == 0, timeout=10)
 
 
 def test_a_request_that_finds_every_connection_in_use_gets_a_503(database_url: str) -> None:
