@@ -9,19 +9,29 @@ import psycopg
 
 
 class MissingCaseReference(ValueError):
-    """A restricted read without a case reference is refused."""
+    """A restricted read without a case reference (or with one no text column holds) is
+    refused."""
+
+
+def checked_case(case_ref: str | None) -> str:
+    """The case reference of a restricted read, stripped; refused when missing or when it
+    holds a control character (U+0000 cannot be stored; the others would garble the log)."""
+    if not case_ref or not case_ref.strip():
+        raise MissingCaseReference("a case reference is required for this read (--case)")
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in case_ref):
+        raise MissingCaseReference("case reference: control characters are not allowed")
+    return case_ref.strip()
 
 
 def record_access(conn: psycopg.Connection, reader: str, subject_id: str, case_ref: str,
                   what: str, at: datetime) -> int:
     """Append one row (committed before the caller returns the data); returns its id."""
-    if not case_ref or not case_ref.strip():
-        raise MissingCaseReference("a case reference is required for this read (--case)")
+    case_ref = checked_case(case_ref)
     with conn.transaction():
         row = conn.execute(
             "INSERT INTO projections.access_log (read_at, reader, subject_id, case_ref, what)"
             " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-            (at, reader, subject_id, case_ref.strip(), what),
+            (at, reader, subject_id, case_ref, what),
         ).fetchone()
     if not conn.autocommit:  # the block above was a savepoint of the caller's transaction
         conn.commit()

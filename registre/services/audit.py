@@ -33,7 +33,7 @@ from processors.rules.erasure import facts_from_view
 from processors.rules.policy import Policy
 from processors.rules.retention import sharing_records_until
 from processors.rules.timeutil import ensure_utc
-from projections.access_log import MissingCaseReference, record_access
+from projections.access_log import checked_case, record_access
 from projections.consent_history import consent_at_sql
 from registre.services.replay import subject_records
 from registre.services.views import readable_only, render
@@ -105,9 +105,8 @@ def parse_at(text: str, what: str = "--at") -> datetime:
 
 
 def require_case(case_ref: str | None) -> str:
-    if not case_ref or not case_ref.strip():
-        raise MissingCaseReference("a case reference is required for this read (--case)")
-    return case_ref.strip()
+    """The case reference a restricted read needs (`projections.access_log.checked_case`)."""
+    return checked_case(case_ref)
 
 
 def subject_known(conn: psycopg.Connection, subject_id: str) -> bool:
