@@ -18,7 +18,7 @@ from events.keys import KeyRef, key_period
 from events.keystore import KeyStore
 from events.model import format_instant
 from processors.rules.erasure import sharing_records_until_view
-from processors.rules.fold import PERSONAL_GROUPS
+from processors.rules.fold import PERSONAL_GROUPS, SealedRef, connection_refs, personal_refs
 from processors.rules.policy import Policy
 from processors.rules.timeutil import add_months
 
@@ -30,21 +30,20 @@ def _field(catalogue: Catalogue, event_type: str, dotted: str) -> PiiField:
     raise KeyError(f"{event_type}.{dotted}")
 
 
-def decrypt_refs(subject_id: str, refs: dict[str, dict[str, Any]], keystore: KeyStore,
+def decrypt_refs(subject_id: str, refs: dict[str, SealedRef], keystore: KeyStore,
                  catalogue: Catalogue | None = None) -> dict[str, Any]:
     """{path: sealed ref} -> {path: plain value or None}, with one key-store query."""
     catalogue = catalogue or load_catalogue()
     if not refs:
         return {}
-    wanted = {KeyRef(subject_id, r["c"], key_period(r["c"], datetime.fromisoformat(r["at"])))
-              for r in refs.values()}
+    opened = [(path, r, _field(catalogue, r.event_type, r.dotted), datetime.fromisoformat(r.at))
+              for path, r in refs.items()]
+    wanted = {KeyRef(subject_id, f.category, key_period(f.category, at))
+              for _, _, f, at in opened}
     lookup = lookup_from(keystore.keys_for_reading(wanted))
-    out = {}
-    for path, r in refs.items():
-        field = _field(catalogue, r["t"], r["p"])
-        out[path] = open_field(r["t"], r["e"], subject_id, datetime.fromisoformat(r["at"]),
-                               field, base64.b64decode(r["v"]), lookup)
-    return out
+    return {path: open_field(r.event_type, r.event_id, subject_id, at, field,
+                             base64.b64decode(r.value), lookup)
+            for path, r, field, at in opened}
 
 
 def _nest(flat: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
@@ -82,9 +81,9 @@ def render(doc: dict[str, Any], keystore: KeyStore | None, now: datetime, policy
     subject = doc["subject_id"]
     readable = (doc["status"] == "active" or include_retained) and personal
     conn = doc.get("last_connection")
-    refs = dict(doc["personal"]) if readable else {}
+    refs = personal_refs(doc) if readable else {}
     if conn and doc["status"] == "active" and personal:
-        refs.update({"conn." + k: v for k, v in conn["fields"].items()})
+        refs.update({"conn." + k: v for k, v in connection_refs(doc).items()})
     plain = decrypt_refs(subject, refs, keystore)
     personal = {k: v for k, v in plain.items() if not k.startswith("conn.")}
     identity = _nest(personal, PERSONAL_GROUPS["identity"]) if readable and personal else None

@@ -15,13 +15,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from events.catalogue import load_catalogue
+from events.catalogue import PiiField, load_catalogue
 from events.codec import Record, decode, encode, key_refs, open_field
 from events.crypto import new_data_key
 from events.keys import KeyRef
 from events.model import format_instant
 from events.validation import parse_event
-from processors.rules.fold import Rejected, ViewFold, empty_view
+from processors.rules.fold import (
+    Rejected,
+    SealedRef,
+    ViewFold,
+    connection_refs,
+    empty_view,
+    personal_refs,
+)
 from processors.rules.policy import Policy
 from registre.services.views import consent_status as status_under
 
@@ -61,19 +68,19 @@ def fold(records: list[Record], view: dict[str, Any] | None = None) -> dict[str,
     return view
 
 
-def reveal(refs: dict[str, dict[str, Any]], subject: str = SUBJECT) -> dict[str, Any]:
+def field_of(ref: SealedRef) -> PiiField:
+    return next(f for f in CAT.types[ref.event_type].pii if f.dotted == ref.dotted)
+
+
+def reveal(refs: dict[str, SealedRef], subject: str = SUBJECT) -> dict[str, Any]:
     """{path: sealed ref} of a view -> {path: plain value}, decrypted with this module's keys."""
     def lookup(ref: KeyRef, version: int) -> bytes | None:
         found = KEYS.get(ref)
         return found[1] if found and found[0] == version else None
 
-    out = {}
-    for path, r in refs.items():
-        field = next(f for f in CAT.types[r["t"]].pii if f.dotted == r["p"])
-        assert field.category == r["c"]
-        out[path] = open_field(r["t"], r["e"], subject, datetime.fromisoformat(r["at"]), field,
-                               base64.b64decode(r["v"]), lookup)
-    return out
+    return {path: open_field(r.event_type, r.event_id, subject, datetime.fromisoformat(r.at),
+                             field_of(r), base64.b64decode(r.value), lookup)
+            for path, r in refs.items()}
 
 
 def created(at: str = "2026-03-01T09:30:00+01:00", **changes: Any) -> Record:
@@ -98,20 +105,20 @@ def test_account_created_gives_an_active_view_with_identity_and_contact():
     assert view["status"] == "active" and view["has_account"] is True
     assert view["created_at"] == "2026-03-01T08:30:00Z"  # stored in UTC
     assert view["deleted_at"] is None and view["erased_at"] is None
-    assert reveal(view["personal"]) == {
+    assert reveal(personal_refs(view)) == {
         "gender": "female", "last_name": "Canarivaux", "first_name": "Zéphyrine",
         "email": "zephyrine.canarivaux@exemple-canari.fr", "phone": "+33 6 71 42 93 58",
         "postal_address.line1": ADDRESS["line1"], "postal_address.line2": ADDRESS["line2"],
         "postal_address.postal_code": "69400", "postal_address.city": ADDRESS["city"],
         "postal_address.country": "FR",
     }
-    categories = {path: ref["c"] for path, ref in view["personal"].items()}
+    categories = {path: field_of(ref).category for path, ref in personal_refs(view).items()}
     assert {p for p, c in categories.items() if c == "identity"} == {
         "gender", "last_name", "first_name"}
     assert all(c == "contact" for p, c in categories.items()
                if p not in ("gender", "last_name", "first_name"))
-    assert all(ref["e"] == r.event_id and ref["t"] == "AccountCreated"
-               for ref in view["personal"].values())
+    assert all(ref.event_id == r.event_id and ref.event_type == "AccountCreated"
+               for ref in personal_refs(view).values())
     assert view["last_connection"] is None
     assert view["consents"] == {} and view["authorisations"] == {}
     assert view["holds"] == {} and view["documents"] == []
@@ -167,12 +174,12 @@ def test_facts_retention_counts_from_are_dated_no_later_than_their_arrival():
 def test_account_updated_rectifies_only_the_given_fields():
     view = fold([created(), rec("AccountUpdated", "2026-04-10T14:12:00+02:00",
                                 {"email": "z.canarivaux@nouvelle-adresse-canari.fr"})])
-    plain = reveal(view["personal"])
+    plain = reveal(personal_refs(view))
     assert plain["email"] == "z.canarivaux@nouvelle-adresse-canari.fr"
     assert plain["last_name"] == "Canarivaux" and plain["phone"] == "+33 6 71 42 93 58"
     assert plain["postal_address.city"] == ADDRESS["city"]
-    assert view["personal"]["email"]["t"] == "AccountUpdated"
-    assert view["personal"]["last_name"]["t"] == "AccountCreated"
+    assert personal_refs(view)["email"].event_type == "AccountUpdated"
+    assert personal_refs(view)["last_name"].event_type == "AccountCreated"
 
 
 def test_account_updated_replaces_the_whole_postal_address():
@@ -180,11 +187,47 @@ def test_account_updated_replaces_the_whole_postal_address():
            "city": "Bordeaux-Canari", "country": "FR"}  # no line2: the old one must go
     view = fold([created(), rec("AccountUpdated", "2026-08-01T07:45:30Z",
                                 {"postal_address": new, "phone": "+33 7 58 21 64 90"})])
-    plain = reveal(view["personal"])
+    plain = reveal(personal_refs(view))
     address = {k.split(".", 1)[1]: v for k, v in plain.items() if k.startswith("postal_address.")}
     assert address == new
     assert plain["phone"] == "+33 7 58 21 64 90"
     assert plain["email"] == ACCOUNT["email"]
+
+
+def test_a_view_names_each_source_event_once_and_forgets_those_it_no_longer_holds():
+    first, second = (rec("AccountUpdated", f"2026-04-1{n}T12:00:00Z",
+                         {"email": f"z{n}@exemple-canari.fr"}) for n in (1, 2))
+    account = created()
+    view = fold([account, first])
+    assert set(view["sources"]) == {account.event_id, first.event_id}
+    assert view["sources"][first.event_id] == ["AccountUpdated", "2026-04-11T12:00:00Z"]
+    view = apply(view, second)  # the first update's only field is replaced
+    assert set(view["sources"]) == {account.event_id, second.event_id}
+    assert view["personal"]["email"] == [second.event_id, view["personal"]["email"][1]]
+    assert reveal(personal_refs(view))["email"] == "z2@exemple-canari.fr"
+
+
+def _legacy(refs: dict[str, SealedRef]) -> dict[str, dict[str, Any]]:
+    """Leaves as views folded before issue 15 kept them: each a dict of its own context."""
+    return {path: {"e": r.event_id, "t": r.event_type, "at": r.at, "p": r.dotted,
+                   "c": field_of(r).category, "v": r.value} for path, r in refs.items()}
+
+
+def test_a_view_folded_with_the_former_leaves_still_reads_and_folds():
+    connection = rec("ConnectionRecorded", "2026-03-02T20:00:00Z",
+                     {"ip": "203.0.113.9", "cookie_id": "ck-legacy-canari"})
+    view = fold([created(), connection])
+    legacy = {**view, "personal": _legacy(personal_refs(view)),
+              "last_connection": {**view["last_connection"],
+                                  "fields": _legacy(connection_refs(view))}}
+    del legacy["sources"]
+    assert reveal(personal_refs(legacy)) == reveal(personal_refs(view))
+    assert reveal(connection_refs(legacy)) == reveal(connection_refs(view))
+    update = rec("AccountUpdated", "2026-04-10T12:00:00Z", {"email": "z@nouvelle-canari.fr"})
+    after = apply(legacy, update)
+    plain = reveal(personal_refs(after))
+    assert plain["email"] == "z@nouvelle-canari.fr" and plain["last_name"] == "Canarivaux"
+    assert after["sources"] == {update.event_id: ["AccountUpdated", "2026-04-10T12:00:00Z"]}
 
 
 @pytest.mark.parametrize("before", [[], ["AccountDeleted"], ["ErasureRequested"]])
@@ -218,7 +261,7 @@ def test_last_connection_is_the_latest_one_with_its_fields():
                   "location": {"latitude": -21.11444, "longitude": 55.5325}})
     view = fold([created(), first])
     assert view["last_connection"]["event_id"] == first.event_id
-    assert reveal(view["last_connection"]["fields"]) == {
+    assert reveal(connection_refs(view)) == {
         "ip": "203.0.113.77", "cookie_id": "ck-9f2e71c0d4a8-canari",
         "location.latitude": 45.98917, "location.longitude": 4.71889,
         "location.city": "Villefranche-Canari", "location.country": "FR",
@@ -226,14 +269,15 @@ def test_last_connection_is_the_latest_one_with_its_fields():
     view = apply(view, second)
     assert view["last_connection"]["at"] == "2026-03-02T19:00:00Z"
     assert view["last_connection"]["event_id"] == second.event_id
-    assert reveal(view["last_connection"]["fields"]) == {
+    assert reveal(connection_refs(view)) == {
         "ip": "2001:db8:85a3::8a2e:370:7334", "location.latitude": -21.11444,
         "location.longitude": 55.5325}
-    refs = view["last_connection"]["fields"]
-    assert refs["ip"]["c"] == "connection" and refs["location.latitude"]["c"] == "location"
+    refs = connection_refs(view)
+    assert field_of(refs["ip"]).category == "connection"
+    assert field_of(refs["location.latitude"]).category == "location"
     assert view["counts"]["connections"] == 2
     # a connection does not touch identity or contact
-    assert reveal(view["personal"])["email"] == ACCOUNT["email"]
+    assert reveal(personal_refs(view))["email"] == ACCOUNT["email"]
 
 
 def test_a_visitor_without_account_has_a_view_without_identity():
