@@ -16,11 +16,12 @@ class MissingCaseReference(ValueError):
 def checked_case(case_ref: str | None) -> str:
     """The case reference of a restricted read, stripped; refused when missing or when it
     holds a control character (U+0000 cannot be stored; the others would garble the log)."""
-    if not case_ref or not case_ref.strip():
+    case_ref = (case_ref or "").strip()
+    if not case_ref:
         raise MissingCaseReference("a case reference is required for this read (--case)")
     if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in case_ref):
         raise MissingCaseReference("case reference: control characters are not allowed")
-    return case_ref.strip()
+    return case_ref
 
 
 def record_access(conn: psycopg.Connection, reader: str, subject_id: str, case_ref: str,
