@@ -208,24 +208,27 @@ def _account_created(fold: ViewFold, v: View, record: Record, at: str) -> None:
         raise Rejected("subject_id: the account of this subject ended (deleted or erased): a"
                        " new account needs a new subject_id")
     v.update(status="active", has_account=True, created_at=at, deleted_at=None)
-    v["personal"] = {k: [record.event_id, value]
-                     for k, value in _sealed_leaves(fold, record).items()}
-    v["sources"] = ({record.event_id: [record.type, fold._occurred(record)]}
-                    if v["personal"] else {})
+    _set_personal(fold, v, {}, record)
 
 
 def _account_updated(fold: ViewFold, v: View, record: Record, at: str) -> None:
     if not (v["has_account"] and v["status"] == "active"):
         raise Rejected("subject_id: no live account to update")
-    leaves = {k: [record.event_id, value] for k, value in _sealed_leaves(fold, record).items()}
     personal = v["personal"]
     if record.data.get("postal_address") is not None:
         personal = {k: r for k, r in personal.items() if not k.startswith("postal_address.")}
-    v["personal"] = personal = {**personal, **leaves}
+    _set_personal(fold, v, personal, record)
+
+
+def _set_personal(fold: ViewFold, v: View, kept: View, record: Record) -> None:
+    """``personal`` as the ``kept`` leaves overlaid with the record's, and ``sources`` as the
+    events those leaves name (a leaf of the former form, a dict, names none)."""
+    v["personal"] = personal = {**kept, **{k: [record.event_id, value] for k, value
+                                           in _sealed_leaves(fold, record).items()}}
     sources = {**(v.get("sources") or {}),
                record.event_id: [record.type, fold._occurred(record)]}
-    kept = {leaf[0] for leaf in personal.values() if type(leaf) is list}  # no dict: legacy
-    v["sources"] = {e: s for e, s in sources.items() if e in kept}
+    named = {leaf[0] for leaf in personal.values() if type(leaf) is list}
+    v["sources"] = {e: s for e, s in sources.items() if e in named}
 
 
 def _connection(fold: ViewFold, v: View, record: Record, at: str) -> None:

@@ -104,11 +104,6 @@ def parse_at(text: str, what: str = "--at") -> datetime:
         raise BadQuestion(f"{what}: {exc.reason}") from None
 
 
-def require_case(case_ref: str | None) -> str:
-    """The case reference a restricted read needs (`projections.access_log.checked_case`)."""
-    return checked_case(case_ref)
-
-
 def subject_known(conn: psycopg.Connection, subject_id: str) -> bool:
     row = conn.execute("SELECT 1 FROM projections.customer_view WHERE subject_id = %s",
                        (subject_id,)).fetchone()
@@ -173,7 +168,7 @@ def as_of(bootstrap: str, conn: psycopg.Connection, keystore: KeyStore, subject_
           at: datetime, case_ref: str | None, reader: str, now: datetime, policy: Policy,
           records: Sequence[Record] | None = None) -> dict[str, Any]:
     """The customer view as it stood at ``at``; the read is recorded first (case required)."""
-    case = require_case(case_ref)
+    case = checked_case(case_ref)
     at = ensure_utc(at, "at")
     found = records_of(bootstrap, subject_id, records)
     doc = folds.as_of(found, at, policy)

@@ -20,11 +20,11 @@ from events.keystore import KeyStore
 from events.model import format_instant
 from events.publisher import Publisher
 from processors.rules.policy import Policy
-from projections.access_log import record_access
+from projections.access_log import checked_case, record_access
 from projections.queries import applied, customer_view
 from registre.services import audit, erasure, export, lookup, timeline, views
 from registre.services import requests as data_requests
-from registre.services.audit import UnknownSubject, check_purpose, check_subject, require_case
+from registre.services.audit import UnknownSubject, check_purpose, check_subject
 from registre.services.verify import verify_document
 
 Doc = dict[str, Any]
@@ -73,7 +73,7 @@ class Compliance:
             if doc is None:
                 raise UnknownSubject(f"{subject}: no such subject in the customer view")
             if case is not None:
-                record_access(conn, self.reader, subject, require_case(case), "customer view",
+                record_access(conn, self.reader, subject, case, "customer view",
                               self.ctx.clock())
         with self.ctx.keystore() as keystore:
             return views.render(doc, keystore, self.ctx.clock(), self.policy)
@@ -97,7 +97,7 @@ class Compliance:
     def retained(self, subject: str, case: str | None) -> Doc:
         """What is retained after deletion (compliance only; the read is recorded first)."""
         check_subject(subject)
-        case = require_case(case)
+        case = checked_case(case)
         with self.ctx.connect() as conn, self.ctx.keystore() as keystore:
             return erasure.read_retained(conn, keystore, subject, self.reader, case,
                                          self.ctx.clock(), self.policy)
@@ -121,7 +121,7 @@ class Compliance:
 
     def as_of(self, subject: str, at: datetime, case: str | None) -> Doc:
         check_subject(subject)
-        case = require_case(case)
+        case = checked_case(case)
         with self.ctx.connect() as conn, self.ctx.keystore() as keystore:
             return audit.as_of(self.ctx.kafka, conn, keystore, subject, at, case, self.reader,
                                self.ctx.clock(), self.policy)
@@ -135,7 +135,7 @@ class Compliance:
     def timeline(self, subject: str, case: str | None) -> Doc:
         """Every event of the subject, decrypted where its key exists (recorded first)."""
         check_subject(subject)
-        case = require_case(case)
+        case = checked_case(case)
         with self.ctx.connect() as conn, self.ctx.keystore() as keystore:
             return timeline.timeline(self.ctx.kafka, conn, keystore, subject, case, self.reader,
                                      self.ctx.clock())

@@ -23,8 +23,8 @@ from events.keys import KeyRef, key_period
 from events.keystore import KeyStore
 from events.model import format_instant
 from processors.rules.timeutil import ensure_utc
-from projections.access_log import record_access
-from registre.services.audit import UnknownSubject, require_case
+from projections.access_log import checked_case, record_access
+from registre.services.audit import UnknownSubject
 from registre.services.export import key_lookup
 from registre.services.replay import Replayed, subject_log
 
@@ -91,7 +91,7 @@ def timeline(bootstrap: str, conn: psycopg.Connection, keystore: KeyStore, subje
              case_ref: str | None, reader: str, now: datetime,
              catalogue: Catalogue | None = None) -> Doc:
     """Every event of the subject, in log order; the read is recorded first (case required)."""
-    case = require_case(case_ref)
+    case = checked_case(case_ref)
     catalogue = catalogue or load_catalogue()
     found = subject_log(bootstrap, subject_id, catalogue=catalogue)
     if not found:
