@@ -13,6 +13,7 @@ def main() -> int:
     import faust
 
     from processors.agents import build_app
+    from processors.tuning import tune_gc
     from registre.bootstrap import Registre
     from registre.logs import configure
     from registre.settings import Settings
@@ -22,6 +23,7 @@ def main() -> int:
     registre = Registre(settings)
     config = registre.worker_config()
     app = build_app(config, registre.ledger(config.worker_id))
+    tune_gc()
     faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
     return 0
 
