@@ -3,7 +3,7 @@
 Same Faust settings as `python -m processors` (read from `processors.app.create_app`, which
 also installs `processors.tuning`), same topic object (raw key and value), same batching
 (``take_events(batch_size, within=batch_within)``), the same collector settings
-(`processors.tuning.tune_gc`), agent concurrency 1; its own group id, so
+(`processors.heap.tune_gc`), agent concurrency 1; its own group id, so
 it reads the whole log from offset 0. It writes two JSON lines to ``--out``: the first batch
 (monotonic time, events so far) and the moment the count reaches ``--expect``; then it idles
 until the parent stops it.
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     import faust
 
     from processors.app import WorkerConfig, ledger_topic
-    from processors.tuning import tune_gc
+    from processors.heap import tune_gc
 
     defaults = WorkerConfig(kafka=args.kafka, worker_id="bench-counter", embedded=True)
     batch_size = int(os.environ.get("REGISTRE_BATCH_SIZE") or defaults.batch_size)

@@ -21,7 +21,6 @@ writes them.
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import time
 import zlib
@@ -42,6 +41,7 @@ from events.codec import Record
 from events.keys import KeyRef
 from events.keystore import unwrapped_keys_in
 from events.log import LogRecord, read_partition
+from processors.heap import BULK, tune_gc
 from processors.rules.fold import ViewFold
 from processors.rules.lookup import lookup_key
 from processors.rules.policy import Policy
@@ -323,10 +323,7 @@ async def _fold_partition(task: BulkTask, progress: Progress | None) -> BulkResu
 def fold_partition(task: BulkTask, progress: Progress | None = None) -> BulkResult:
     """Fold one partition into the shadow tables (in a worker process); what it did."""
     use_fast_json()
-    # The fold builds a large heap of small dicts and no cycles: collect young objects
-    # rarely, and never the imports again.
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 1000)
+    tune_gc(BULK)  # the fold builds a large heap of small dicts and no cycles
     cpu = time.process_time()
     result = asyncio.run(_fold_partition(task, progress))
     result.cpu_seconds = time.process_time() - cpu

@@ -13,7 +13,7 @@ def main() -> int:
     import faust
 
     from processors.agents import build_app
-    from processors.tuning import tune_gc
+    from processors.heap import tune_gc
     from registre.bootstrap import Registre
     from registre.logs import configure
     from registre.settings import Settings

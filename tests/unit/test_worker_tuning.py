@@ -1,4 +1,4 @@
-"""The worker process's collector settings (`processors.tuning.tune_gc`): what exists before
+"""The worker process's collector settings (`processors.heap.tune_gc`): what exists before
 it runs is left out of collections, young objects are collected less often, and cycles made
 afterwards are still collected."""
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from processors.tuning import GC_THRESHOLDS, tune_gc
+from processors.heap import WORKER, tune_gc
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ class Node:
 
 def test_tune_gc_freezes_the_start_heap_and_raises_the_thresholds(restored_gc: None) -> None:
     tune_gc()
-    assert gc.get_threshold() == GC_THRESHOLDS
+    assert gc.get_threshold() == WORKER
     assert gc.get_freeze_count() > 1000  # the imported modules, at least
 
 
