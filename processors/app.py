@@ -16,6 +16,7 @@ from events.catalogue import topic_name
 from processors import tuning
 
 PROCESSOR_GROUP = "registre-processors"  # the Faust app id, so the Kafka consumer group
+BATCH_SIZE = 2000  # events per batch, unless REGISTRE_BATCH_SIZE says otherwise
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class WorkerConfig:
     kafka: str
     worker_id: str
     embedded: bool  # tune the group protocol for the local broker
-    batch_size: int = 2000
+    batch_size: int = BATCH_SIZE
     batch_within: float = 0.05
     sweep_seconds: float = 3600.0
     retry_seconds: float = 30.0  # how soon a subject's failed erasure or sweep is tried again

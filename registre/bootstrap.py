@@ -24,7 +24,7 @@ from events.crypto import load_master_key, load_signing_key
 from events.journal import Journal
 from events.keystore import KeyStore
 from events.publisher import DEFAULT_TIMEOUT, Publisher, PublishError
-from processors.app import WorkerConfig
+from processors.app import BATCH_SIZE, WorkerConfig
 from processors.rules.fold import ViewFold
 from processors.rules.policy import Policy, policy_from_env
 from projections.erasure_store import RECORD_RESET_SQL, enforce_hook, record_erasure_facts
@@ -157,7 +157,7 @@ class Registre:
             kafka=self.kafka,
             worker_id=env.get("REGISTRE_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
             embedded=env.get("REGISTRE_EMBEDDED", "") == "1",
-            batch_size=int(self.settings.number("REGISTRE_BATCH_SIZE", 2000)),
+            batch_size=int(self.settings.number("REGISTRE_BATCH_SIZE", BATCH_SIZE)),
             sweep_seconds=self.settings.number("REGISTRE_SWEEP_SECONDS", 3600),
             retry_seconds=self.settings.number("REGISTRE_RETRY_SECONDS", 30),
             session_seconds=self.settings.number("REGISTRE_SESSION_SECONDS", 0) or None,
