@@ -350,6 +350,28 @@ def test_compliance_reads_projections_appends_accesses_and_gets_no_key(
                 conn.execute(statement)
 
 
+def test_a_membership_row_is_keyed_by_its_five_values_and_holds_a_token_or_a_subject(
+    database_url: str,
+) -> None:
+    """Migration 021: one narrow key per (group, member); a free-text dimension cannot make
+    two groups share one, and the member check still refuses anything but ``s:`` or a token."""
+    insert = ("INSERT INTO projections.analytics_members (measure, period, dim1, dim2, member)"
+              " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING key")
+    token = "k:" + "0123456789abcdef" * 4
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        keys = [conn.execute(insert, row).fetchall() for row in (
+            ("disclosures", M3, "a|", "b", "s:acc-1"),
+            ("disclosures", M3, "a", "|b", "s:acc-1"),  # the same characters, split elsewhere
+            ("disclosures", M3, "a", "|b", "s:acc-1"),  # the same row again: not inserted
+            ("connections", D1, "FR", "", token),
+            ("connections", D2, "FR", "", token))]
+        assert [len(k) for k in keys] == [1, 1, 0, 1, 1]
+        assert len({k[0] for k in keys if k}) == 4
+        for member in ("acc-1", "x:acc-1", "k:abc", "k:" + "g" * 64, token + "0", token + "\n"):
+            with pytest.raises(errors.CheckViolation):
+                conn.execute(insert, ("connections", D1, "FR", "", member))
+
+
 def test_a_table_added_by_a_later_migration_follows_the_default_privileges(
     database_url: str, analyst_url: str
 ) -> None:
