@@ -2,7 +2,9 @@
 
 They decode nothing and touch no database: each hands what it reads to the ledger (apply a
 batch, publish what the ledger queued, sweep, beat) and the ledger does the work in
-PostgreSQL. Concurrency stays 1, so a batch is finished before the next one is read.
+PostgreSQL. Concurrency stays 1 and one batch is applied at a time (`processors.pipeline`):
+the stream takes the next batch while one waits for PostgreSQL, and a batch's events are
+acknowledged to Faust only once it is committed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import faust
 
 from events.log import LogRecord
 from processors.app import WorkerConfig, create_app, ledger_topic, raw_topic
+from processors.pipeline import Pipeline
 
 OutboxRow = tuple[int, str, bytes, bytes, list[tuple[str, bytes]]]  # id, topic, key, value, hdrs
 Send = Callable[[list[OutboxRow]], Awaitable[None]]
@@ -56,9 +59,19 @@ def build_app(config: WorkerConfig, ledger: Ledger) -> faust.App:
 
     @app.agent(topic, concurrency=1, name="apply_ledger_events")
     async def apply_ledger_events(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(config.batch_size, within=config.batch_within):
-            await ledger.apply([incoming(e.message) for e in events])
+        async def apply_then_ack(taken: list[faust.EventT]) -> None:
+            await ledger.apply([incoming(e.message) for e in taken])
+            for event in taken:  # committed: only now may Faust commit past them
+                await stream.ack(event)
             await ledger.publish_pending(send)  # the ledger's own facts and dead letters
+
+        pipeline: Pipeline[faust.EventT] = Pipeline(apply_then_ack, config.batch_size)
+        try:
+            async for events in stream.noack_take(config.batch_size,
+                                                  within=config.batch_within):
+                await pipeline.add(events)  # applied while the stream takes the next ones
+        finally:
+            await pipeline.close()
 
     @app.timer(interval=1.0)
     async def publish_ledger_facts() -> None:
