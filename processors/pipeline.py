@@ -53,8 +53,8 @@ class Pipeline(Generic[T]):
 
     async def close(self) -> None:
         """Stop: the running batch is cancelled (its transaction rolls back and nothing of it
-        is acknowledged, as when the worker stops mid-batch); what is held is dropped, and
-        read again from the log's committed offsets."""
+        is acknowledged, as when the worker stops mid-batch); what is held is dropped unacked,
+        so it is read again (from PostgreSQL's positions when the worker starts)."""
         task, self._task = self._task, None
         self._held.clear()
         if task is not None and not task.done():
@@ -74,7 +74,7 @@ class Pipeline(Generic[T]):
         if task.cancelled():
             return
         if (exc := task.exception()) is not None:
-            log.error("batch failed; the agent stops", error=type(exc).__name__)
+            log.error("batch failed; the agent stops at its next batch", error=type(exc).__name__)
             self._failure = exc
             return
         if self._held:
