@@ -1,8 +1,9 @@
 """The baseline of the processor benchmark: a bare Faust agent that only counts ledger events.
 
 Same Faust settings as `python -m processors` (read from `processors.app.create_app`, which
-also installs `processors.tuning`), same topic object (raw key and value), same batching
-(``take_events(batch_size, within=batch_within)``), the same collector settings
+also installs `processors.tuning`), same topic object (raw key and value), same batch size and
+window (``take_events(batch_size, within=batch_within)``, Faust's own batching; the worker
+takes with ``noack_take`` and applies through `processors.pipeline`), the same collector settings
 (`processors.heap.tune_gc`), agent concurrency 1; its own group id, so
 it reads the whole log from offset 0. It writes two JSON lines to ``--out``: the first batch
 (monotonic time, events so far) and the moment the count reaches ``--expect``; then it idles

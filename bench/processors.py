@@ -12,7 +12,7 @@ bottleneck). What is timed is the backlog being consumed:
     the applied positions in PostgreSQL (``projections.offsets``), polled every 50 ms; done
     when ``projections.positions.lag`` is 0 on every partition.
 (b) a bare Faust agent (`bench.faust_counter`) with the worker's settings (incl.
-    `processors.tuning`), the same topic and batching, its own group id, only counting.
+    `processors.tuning`), the same topic, batch size and window, its own group id, only counting.
 
 The rate is the steady one: from the first progress seen (first batch) to the end, over the
 events after that first batch, so that the ~3-4 s of Faust start and group join (reported
