@@ -110,6 +110,10 @@ def series(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         "rebuild": [r["rebuild"]["rebuild_cpu_us_per_event"]
                     + r["rebuild"]["rebuild_postgres_cpu_us_per_event"] for r in results],
     }
+    if "process, 2 workers" in us:  # the workers' CPU and PostgreSQL's, like one worker's
+        cpu["process, 2 workers"] = [r["process"]["parallel"]["workers_cpu_us_per_event"]
+                                     + r["process"]["parallel"]["postgres_cpu_us_per_event"]
+                                     for r in results]
     out: dict[str, dict[str, Any]] = {}
     for name, per_event in us.items():
         totals = [u * n for u, n in zip(per_event, sizes, strict=True)]
