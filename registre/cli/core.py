@@ -21,7 +21,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="keep everything up at the end (the compliance console) until Ctrl-C")
     d.set_defaults(func=demo)
     r = sub.add_parser("run", help="run the processors (and the embedded default) until Ctrl-C")
-    r.add_argument("--workers", type=count, default=1, help="processor worker processes")
+    r.add_argument("--workers", type=count, default=None,
+                   help="processor worker processes (default: one per core, at most one per"
+                        " ledger partition)")
     r.add_argument("--http", default=None, metavar="HOST:PORT",
                    help="where the web service listens (default $REGISTRE_HTTP or "
                         "127.0.0.1:8737)")

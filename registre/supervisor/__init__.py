@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from events.catalogue import load_topics
 from registre.bootstrap import Registre
 from registre.errors import UserError
 from registre.settings import Settings, check_bindable
@@ -67,9 +68,19 @@ def _record(stack: Stack, restored: int, http: tuple[str, int] | None) -> None:
                          services=stack.describe(), restored=restored, **served)
 
 
-def run_foreground(settings: Settings, workers: int = 1,
+def default_workers(cores: int | None = None) -> int:
+    """One processor worker per core, at most one per ledger partition (a worker given no
+    partition only idles): on 2 cores, 2 workers applied 1.2-1.7x what one did,
+    the broker and PostgreSQL sharing the cores (README, Performance)."""
+    partitions = next(t["partitions"] for t in load_topics() if t["role"] == "ledger")
+    return max(1, min(cores or os.cpu_count() or 1, partitions))
+
+
+def run_foreground(settings: Settings, workers: int | None = None,
                    http: tuple[str, int] | None = None) -> int:
-    """Run until interrupted (serving HTTP on ``http`` unless None). Returns the exit code."""
+    """Run until interrupted (serving HTTP on ``http`` unless None), with ``workers``
+    processor workers (None: `default_workers`). Returns the exit code."""
+    workers = default_workers() if workers is None else workers
     if workers < 1:
         raise UserError("--workers must be at least 1")
     if http is not None:

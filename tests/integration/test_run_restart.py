@@ -5,6 +5,7 @@ where it stopped. A broker whose log is shorter than the projections is refused.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -16,6 +17,7 @@ from deploy.runtime import EmbeddedPostgres
 from events.log import LogReader
 from projections.roles import login_url
 from registre.settings import Settings
+from registre.supervisor import default_workers
 from tests.integration.workers import REGISTRE
 
 pytestmark = pytest.mark.integration
@@ -100,6 +102,8 @@ def test_run_stops_and_starts_again_on_the_same_home(tmp_path, broker):
     try:
         # first run: publish, apply, stop with Ctrl-C
         runs.append(Run(env, "run1").started())
+        workers = Settings.from_env(env).runtime()["processors"]  # one per core by default
+        assert len(workers) == default_workers() == min(os.cpu_count() or 1, 6)
         publish(env, events)
         kafka, database_url = runs[-1].endpoints
         before = w.snapshot(database_url)
