@@ -73,7 +73,16 @@ def default_workers(cores: int | None = None) -> int:
     partition only idles): on 2 cores, 2 workers applied 1.2-1.7x what one did,
     the broker and PostgreSQL sharing the cores (README, Performance)."""
     partitions = next(t["partitions"] for t in load_topics() if t["role"] == "ledger")
-    return max(1, min(cores or os.cpu_count() or 1, partitions))
+    return max(1, min(cores or usable_cores(), partitions))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (what a container's cpuset or
+    `taskset` leaves it), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
 
 
 def run_foreground(settings: Settings, workers: int | None = None,

@@ -103,7 +103,7 @@ def test_run_stops_and_starts_again_on_the_same_home(tmp_path, broker):
         # first run: publish, apply, stop with Ctrl-C
         runs.append(Run(env, "run1").started())
         workers = Settings.from_env(env).runtime()["processors"]  # one per core by default
-        assert len(workers) == default_workers() == min(os.cpu_count() or 1, 6)
+        assert len(workers) == default_workers() == min(len(os.sched_getaffinity(0)), 6)
         publish(env, events)
         kafka, database_url = runs[-1].endpoints
         before = w.snapshot(database_url)
