@@ -10,6 +10,8 @@ import pytest
 from deploy.runtime import shared_buffers_mb, tuning
 
 pytestmark = pytest.mark.integration
+SIZES = {"shared_buffers", "max_wal_size"}  # compared in bytes
+GB = 2**30
 
 
 def test_a_new_embedded_cluster_runs_with_registres_settings(pg_server: str) -> None:
@@ -28,10 +30,6 @@ def test_a_new_embedded_cluster_runs_with_registres_settings(pg_server: str) -> 
                    for name in ("fsync", "full_page_writes", "synchronous_commit")}
     assert shown == wanted
     assert durable == {"fsync": "on", "full_page_writes": "on", "synchronous_commit": "on"}
-
-
-SIZES = {"shared_buffers", "max_wal_size"}
-GB = 2**30
 
 
 @pytest.mark.parametrize(("memory", "mb"), [
