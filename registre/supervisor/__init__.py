@@ -70,7 +70,7 @@ def _record(stack: Stack, restored: int, http: tuple[str, int] | None) -> None:
 
 def default_workers(cores: int | None = None) -> int:
     """One processor worker per core, at most one per ledger partition (a worker given no
-    partition only idles): on 2 cores, 2 workers applied 1.2-1.7x what one did,
+    partition only idles): on 2 cores, 2 workers applied 1.1-1.7x what one did,
     the broker and PostgreSQL sharing the cores (README, Performance)."""
     partitions = next(t["partitions"] for t in load_topics() if t["role"] == "ledger")
     return max(1, min(cores or usable_cores(), partitions))
