@@ -184,8 +184,13 @@ def load_topics() -> list[dict[str, Any]]:
     return json.loads(text)["topics"]
 
 
-def topic_name(role: str) -> str:
+def topic_of(role: str) -> dict[str, Any]:
+    """The manifest's entry of the topic of that role (name, partitions, retention...)."""
     for t in load_topics():
         if t["role"] == role:
-            return t["name"]
+            return t
     raise KeyError(role)
+
+
+def topic_name(role: str) -> str:
+    return topic_of(role)["name"]

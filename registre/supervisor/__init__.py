@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from events.catalogue import load_topics
+from events.catalogue import topic_of
 from registre.bootstrap import Registre
 from registre.errors import UserError
 from registre.settings import Settings, check_bindable
@@ -72,8 +72,7 @@ def default_workers(cores: int | None = None) -> int:
     """One processor worker per core, at most one per ledger partition (a worker given no
     partition only idles): on 2 cores, 2 workers applied 1.1-1.7x what one did,
     the broker and PostgreSQL sharing the cores (README, Performance)."""
-    partitions = next(t["partitions"] for t in load_topics() if t["role"] == "ledger")
-    return max(1, min(cores or usable_cores(), partitions))
+    return max(1, min(cores or usable_cores(), topic_of("ledger")["partitions"]))
 
 
 def usable_cores() -> int:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from events.catalogue import load_topics
+from events.catalogue import topic_of
 from registre.supervisor import default_workers
 
-PARTITIONS = next(t["partitions"] for t in load_topics() if t["role"] == "ledger")
+PARTITIONS = topic_of("ledger")["partitions"]
 
 
 @pytest.mark.parametrize(("cores", "workers"), [
