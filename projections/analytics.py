@@ -49,7 +49,6 @@ and compare them with the views.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from collections import Counter
@@ -147,11 +146,11 @@ def _member_token(key: bytes, group: Group, subkeys: dict[bytes, bytes] | None =
     """``k:`` + HMAC(HMAC(key, label), group); ``subkeys`` keeps the inner HMAC per key."""
     sub = subkeys.get(key) if subkeys is not None else None
     if sub is None:
-        sub = hmac.new(key, _TOKEN_LABEL, hashlib.sha256).digest()
+        sub = hmac.digest(key, _TOKEN_LABEL, "sha256")
         if subkeys is not None:
             subkeys[key] = sub
     label = "\x1f".join((group.measure, group.period.isoformat(), group.dim1, group.dim2))
-    return "k:" + hmac.new(sub, label.encode(), hashlib.sha256).hexdigest()
+    return "k:" + hmac.digest(sub, label.encode(), "sha256").hex()  # one-shot: no object
 
 
 def _location_ref(record: Record) -> KeyRef:

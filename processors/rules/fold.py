@@ -19,7 +19,7 @@ future acts as of its arrival and can make nothing fall due early.
 
 from __future__ import annotations
 
-import base64
+import binascii
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -110,7 +110,7 @@ def _sealed_leaves(fold: ViewFold, record: Record) -> dict[str, str]:
             continue
         if value != REDACTED and sealed_version(value) is None:
             raise Rejected(f"{dotted}: personal field is not sealed")
-        out[key] = base64.b64encode(value).decode()
+        out[key] = binascii.b2a_base64(value, newline=False).decode()  # b64encode's own core
     return out
 
 
