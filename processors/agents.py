@@ -65,8 +65,7 @@ def build_app(config: WorkerConfig, ledger: Ledger) -> faust.App:
                 await stream.ack(event)
             await ledger.publish_pending(send)  # the ledger's own facts and dead letters
 
-        pipeline: Pipeline[faust.EventT] = Pipeline(apply_then_ack, config.batch_size,
-                                                     hold=2 * config.batch_size)
+        pipeline: Pipeline[faust.EventT] = Pipeline(apply_then_ack, config.batch_size)
         try:
             async for events in stream.noack_take(config.batch_size,
                                                   within=config.batch_within):

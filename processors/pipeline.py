@@ -5,9 +5,6 @@ stream keeps reading (Faust's per-event work) while the batch before waits for P
 What arrives meanwhile is held, and becomes the next batch as soon as the running one ends,
 up to ``batch_size`` items: batches stay full under a backlog instead of being cut by the
 stream's timer. Only one batch runs at a time, so a batch reads what the one before wrote.
-Up to ``hold`` items are held (two batches in the worker) before the stream is made to wait:
-with one, the stream had taken its batch before the running one's last statements and the
-worker's only thread sat idle while PostgreSQL worked.
 
 The pipeline knows nothing of Faust or PostgreSQL: ``run`` applies a batch and acknowledges
 it, so nothing is acknowledged before its batch is committed.
@@ -29,15 +26,11 @@ T = TypeVar("T")
 class Pipeline(Generic[T]):
     """Runs ``run(batch)`` for one batch at a time; holds what is added meanwhile."""
 
-    def __init__(self, run: Callable[[list[T]], Awaitable[None]], batch_size: int,
-                 hold: int | None = None) -> None:
+    def __init__(self, run: Callable[[list[T]], Awaitable[None]], batch_size: int) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be positive")
-        if hold is not None and hold < batch_size:
-            raise ValueError("hold must be at least batch_size")
         self._run = run
         self._size = batch_size
-        self._hold = hold or batch_size
         self._held: list[T] = []
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
@@ -48,13 +41,13 @@ class Pipeline(Generic[T]):
         return len(self._held)
 
     async def add(self, items: Sequence[T]) -> None:
-        """Hold ``items`` and start a batch if none runs. Waits while ``hold`` items are held
+        """Hold ``items`` and start a batch if none runs. Waits while a full batch is held
         (the stream then stops taking); raises what an earlier batch raised."""
         self._raise_failure()
         self._held.extend(items)
         if self._task is None and self._held:
             self._start()
-        while len(self._held) >= self._hold and self._task is not None:
+        while len(self._held) >= self._size and self._task is not None:
             await asyncio.wait({self._task})  # not cancelled if the caller is
             self._raise_failure()
 

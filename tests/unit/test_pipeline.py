@@ -91,28 +91,6 @@ def test_add_waits_while_a_full_batch_is_held() -> None:
     assert asyncio.run(scenario()) == (True, True)
 
 
-def test_with_a_larger_hold_the_stream_takes_on_while_a_batch_runs_and_batches_stay_full(
-) -> None:
-    async def scenario() -> tuple[bool, bool, Recorder]:
-        run = Recorder()
-        pipe = Pipeline(run, batch_size=2, hold=4)
-        await pipe.add([1, 2])  # runs at once
-        await settle()
-        await pipe.add([3, 4])  # a full batch held: with hold=4 the stream is not stopped
-        adding = asyncio.ensure_future(pipe.add([5, 6]))  # now four are held: it waits
-        await settle()
-        blocked = not adding.done()
-        run.release.set()
-        await asyncio.wait_for(adding, 1)
-        await settle()
-        await pipe.close()
-        return blocked, pipe.held == 0, run
-
-    blocked, drained, run = asyncio.run(scenario())
-    assert blocked and drained
-    assert run.batches == [[1, 2], [3, 4], [5, 6]] and run.most_at_once == 1
-
-
 def test_a_failed_batch_is_raised_to_the_agent_and_nothing_held_runs_after_it() -> None:
     async def scenario() -> Recorder:
         run = Recorder()
@@ -148,11 +126,9 @@ def test_close_cancels_the_running_batch_and_drops_what_is_held() -> None:
     assert run.batches == [[1]] and run.running == 0 and held == 0
 
 
-def test_the_batch_size_must_be_positive_and_the_hold_at_least_a_batch() -> None:
+def test_the_batch_size_must_be_positive() -> None:
     async def noop(batch: list[int]) -> None:
         return None
 
     with pytest.raises(ValueError, match="batch_size"):
         Pipeline(noop, batch_size=0)
-    with pytest.raises(ValueError, match="hold"):
-        Pipeline(noop, batch_size=4, hold=3)
