@@ -242,8 +242,9 @@ async def _persist(cur: psycopg.AsyncCursor, out: Outcome,
                    decoded: list[tuple[Incoming, Record]], poison: set[tuple[int, int]],
                    archive: bool) -> None:
     """Write the views, the applied ids, the archive and the dead letters."""
-    if out.views:  # one statement; the docs as ONE JSON array (one dumps call for the batch,
-        # ~3x cheaper than a json[] dumped view by view), zipped with the ids by ROWS FROM
+    if out.views:  # one statement; the docs as ONE JSON array (one dumps call per batch: the
+        # client's ~12 -> ~9.4 us per view against a json[] dumped view by view), zipped with
+        # the ids by ROWS FROM
         await cur.execute(
             "INSERT INTO projections.customer_view (subject_id, status, doc, updated_at)"
             " SELECT s, st, d, now() FROM ROWS FROM (unnest(%b::text[]), unnest(%b::text[]),"
