@@ -31,7 +31,7 @@ from processors.rules.policy import Policy
 from projections import outbox
 from projections.erasure_store import retry_problems, sweep
 from projections.integrity_store import achain_batch
-from projections.writer import Hook, Outcome, apply_batch
+from projections.writer import Hook, Outcome, WrittenViews, apply_batch
 
 log = structlog.get_logger("registre.processors")
 Clock = Callable[[], datetime]
@@ -196,13 +196,13 @@ class LedgerProjections:
 
 
 def _merged(outcomes: list[Outcome]) -> Outcome:
-    merged = Outcome()
+    merged = Outcome(views=(views := WrittenViews()))
     for one in outcomes:
         merged.applied += one.applied
         merged.dead += one.dead
         merged.duplicates += one.duplicates
         merged.already_applied += one.already_applied
-        merged.views.update(one.views)
+        views.update(one.views)
         merged.items += one.items
         merged.poison |= one.poison
     return merged

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from psycopg.types.json import Json
@@ -39,13 +40,55 @@ Arrival = Callable[[LogRecord], datetime | None]  # when the ledger first applie
 Incoming = LogRecord  # one record as read from the log (by a Faust agent or a LogReader)
 
 
+class WrittenViews(Mapping[str, dict[str, Any]]):
+    """The views a batch changed, kept as the JSON documents it writes, and read back (parsed
+    anew) by a hook that asks for one (data-subject requests, erasure: a few per batch).
+
+    Why not the dicts: a view is dumped as soon as its subject's last event of the batch is
+    folded, and its objects are freed at once, so the next view reuses their memory while it
+    is still in the CPU's caches. Kept alive to the batch's end, 2,000 views of ~100 objects
+    each are cold again when they are dumped and freed. Measured on `apply_batch` alone (40k
+    realistic events in batches of 2,000, nine interleaved pairs of runs): the client's CPU per
+    event, median 80 -> 66 us; PostgreSQL's unchanged."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, bytes] = {}
+        self.statuses: dict[str, str] = {}
+
+    def add(self, subject_id: str, view: dict[str, Any]) -> None:
+        self.docs[subject_id] = orjson.dumps(view)
+        self.statuses[subject_id] = view["status"]
+
+    def update(self, other: Mapping[str, dict[str, Any]]) -> None:
+        """Add another batch's views (those of ``other`` win)."""
+        if isinstance(other, WrittenViews):
+            self.docs.update(other.docs)
+            self.statuses.update(other.statuses)
+        else:
+            for subject_id, view in other.items():
+                self.add(subject_id, view)
+
+    def __getitem__(self, subject_id: str) -> dict[str, Any]:
+        return orjson.loads(self.docs[subject_id])
+
+    def __contains__(self, subject_id: object) -> bool:
+        return subject_id in self.docs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.docs)
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+
 @dataclass
 class Outcome:
     applied: list[tuple[Incoming, Record]] = field(default_factory=list)
     dead: list[tuple[Incoming, str, str | None]] = field(default_factory=list)  # reason, type
     duplicates: int = 0
     already_applied: int = 0
-    views: dict[str, dict[str, Any]] = field(default_factory=dict)  # changed views, after
+    # the views the batch changed, after it (a rebuild's bulk pass: its dicts)
+    views: Mapping[str, dict[str, Any]] = field(default_factory=WrittenViews)
     items: list[Incoming] = field(default_factory=list)  # every record not applied before
     poison: set[tuple[int, int]] = field(default_factory=set)  # (partition, offset): no event
 
@@ -118,7 +161,7 @@ async def apply_batch(
     is a dead letter); drop event ids applied before; fold each subject's view; write views,
     applied ids, archive, dead letters, the hooks' projections and the new positions.
     """
-    out = Outcome()
+    out = Outcome(views=(views := WrittenViews()))
     if not items:
         return out
     topic = items[0].topic
@@ -135,10 +178,10 @@ async def apply_batch(
             return out
         decoded, out.poison = _decode(out, catalogue or load_catalogue(), ledger_key)
         if refuse is None:
-            await _fold(cur, out, decoded, fold, arrival)
+            await _fold(cur, out, views, decoded, fold, arrival)
         else:
             out.dead += [(item, refuse, record.type) for item, record in decoded]
-        await _persist(cur, out, decoded, out.poison, archive)
+        await _persist(cur, out, views, decoded, out.poison, archive)
         for hook in hooks:
             await hook(cur, out)
         await _advance(cur, consumer, topic, out.items)
@@ -212,46 +255,55 @@ def fold_one(fold: Fold, view: dict[str, Any] | None, record: Record,
         return None, str(exc) or type(exc).__name__
 
 
-async def _fold(cur: psycopg.AsyncCursor, out: Outcome,
+async def _fold(cur: psycopg.AsyncCursor, out: Outcome, written: WrittenViews,
                 decoded: list[tuple[Incoming, Record]], fold: Fold,
                 arrival: Arrival | None) -> None:
-    """Fold every new event into its subject's view (locked for the transaction)."""
+    """Fold every new event into its subject's view (locked for the transaction). A view is
+    parsed when its subject's first event is folded and written out (`WrittenViews`) once its
+    last one is: no view stays parsed in memory for the rest of the batch."""
     await cur.execute(
         "SELECT event_id::text FROM projections.applied_events"
         " WHERE event_id = ANY(%b::text[]::uuid[])", ([r.event_id for _, r in decoded],))
     seen = {row[0] for row in await cur.fetchall()}
     await cur.execute(
-        "SELECT subject_id, doc FROM projections.customer_view WHERE subject_id = ANY(%b)"
+        "SELECT subject_id, doc::text FROM projections.customer_view WHERE subject_id = ANY(%b)"
         " FOR UPDATE", (sorted({r.subject_id for _, r in decoded}),))
-    views: dict[str, dict[str, Any]] = {s: d for s, d in await cur.fetchall()}
-    for item, record in decoded:
+    stored: dict[str, str] = dict(await cur.fetchall())  # as stored: JSON text
+    last = {r.subject_id: n for n, (_, r) in enumerate(decoded)}
+    changed: dict[str, dict[str, Any]] = {}  # views this batch changed, not yet written out
+    for n, (item, record) in enumerate(decoded):
+        subject = record.subject_id
         if record.event_id in seen:
             out.duplicates += 1
-            continue
-        view, refusal = fold_one(fold, views.get(record.subject_id), record,
-                                 arrival(item) if arrival is not None else None)
-        if view is None:
-            out.dead.append((item, refusal, record.type))
-            continue
-        views[record.subject_id] = out.views[record.subject_id] = view
-        seen.add(record.event_id)
-        out.applied.append((item, record))
+        else:
+            view = changed.get(subject)
+            if view is None and subject in stored:
+                view = orjson.loads(stored[subject])
+            after, refusal = fold_one(fold, view, record,
+                                      arrival(item) if arrival is not None else None)
+            if after is None:
+                out.dead.append((item, refusal, record.type))
+            else:
+                changed[subject] = after
+                seen.add(record.event_id)
+                out.applied.append((item, record))
+        if last[subject] == n and subject in changed:
+            written.add(subject, changed.pop(subject))
 
 
-async def _persist(cur: psycopg.AsyncCursor, out: Outcome,
+async def _persist(cur: psycopg.AsyncCursor, out: Outcome, views: WrittenViews,
                    decoded: list[tuple[Incoming, Record]], poison: set[tuple[int, int]],
                    archive: bool) -> None:
     """Write the views, the applied ids, the archive and the dead letters."""
-    if out.views:  # one statement; the docs as ONE JSON array (one dumps call per batch: the
-        # client's ~12 -> ~9.4 us per view against a json[] dumped view by view), zipped with
-        # the ids by ROWS FROM
+    if views:  # one statement; the docs as ONE JSON array (psycopg dumps a json[] element by
+        # element, ~2.5 us more per view), zipped with the ids by ROWS FROM
         await cur.execute(
             "INSERT INTO projections.customer_view (subject_id, status, doc, updated_at)"
             " SELECT s, st, d, now() FROM ROWS FROM (unnest(%b::text[]), unnest(%b::text[]),"
             " json_array_elements(%b::json)) AS v(s, st, d) ON CONFLICT (subject_id) DO UPDATE"
             " SET status = EXCLUDED.status, doc = EXCLUDED.doc, updated_at = now()",
-            (list(out.views), [v["status"] for v in out.views.values()],
-             Json(list(out.views.values()))))
+            (list(views.docs), [views.statuses[s] for s in views.docs],
+             Json(views.docs.values(), dumps=_json_array)))
     if out.applied:
         await cur.execute(
             "INSERT INTO projections.applied_events (event_id, partition, \"offset\")"
@@ -262,6 +314,11 @@ async def _persist(cur: psycopg.AsyncCursor, out: Outcome,
         await _archive(cur, out.items, poison)
     if out.dead:
         await _dead_letters(cur, out, decoded, archive)
+
+
+def _json_array(docs: Any) -> bytes:
+    """JSON documents, already dumped, as one JSON array."""
+    return b"[" + b",".join(docs) + b"]"
 
 
 async def _dead_letters(cur: psycopg.AsyncCursor, out: Outcome,
