@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -322,6 +323,13 @@ def personal_values(events: Iterable[Mapping[str, Any]]) -> set[str]:
             if len(text) >= 5:
                 found.add(text)
     return found
+
+
+def occurring(values: Iterable[str], text: str) -> list[str]:
+    """The ``values`` that occur in ``text`` as themselves: not inside a longer run of letters
+    or digits, where a postal code turns up by chance (a timestamp's microseconds, an id)."""
+    return sorted(v for v in values
+                  if re.search(rf"(?<![0-9A-Za-z]){re.escape(v)}(?![0-9A-Za-z])", text))
 
 
 def log_ends(kafka: str) -> dict[int, int]:
