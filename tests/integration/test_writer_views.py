@@ -1,6 +1,7 @@
 """The batch writer's views against a real PostgreSQL: a subject with several events in one
 batch (one of them refused, one a duplicate) gets the view of exactly its applied events, in
-log order, and the batch's outcome reads back the views it wrote."""
+log order, and the batch's outcome reads back the views it wrote; whether the views go out
+in one statement at the end or in chunks sent while the fold goes on (pipeline mode)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from events.codec import decode
 from processors.rules.fold import ViewFold
 from processors.rules.policy import Policy
+from projections import writer
 from projections.writer import Outcome, WrittenViews, apply_batch
 from tests.integration.test_analytics import Ledger, account, connection, consent
 
@@ -47,8 +49,10 @@ def _folded(items: list[Any]) -> dict[str, Any]:
     return view
 
 
+@pytest.mark.parametrize("chunk", [1, 2, writer.VIEW_CHUNK])
 def test_a_batch_writes_each_subject_view_of_its_applied_events_in_order(
-        database_url, keystore):
+        database_url, keystore, monkeypatch, chunk):
+    monkeypatch.setattr(writer, "VIEW_CHUNK", chunk)  # 1: each view sent as soon as folded
     ledger = Ledger(keystore)
     first = ledger.items([account("s-a", T0), account("s-b", T0)])
     assert not _apply(database_url, first).dead
