@@ -40,6 +40,7 @@ Arrival = Callable[[LogRecord], datetime | None]  # when the ledger first applie
 
 
 Incoming = LogRecord  # one record as read from the log (by a Faust agent or a LogReader)
+Decoded = tuple[Record | None, tuple[str, str | None] | None]  # what `decode_item` says
 
 
 class WrittenViews(Mapping[str, dict[str, Any]]):
@@ -150,6 +151,7 @@ async def apply_batch(
     ledger_key: Ed25519PublicKey | None = None,
     schema: str = LIVE,
     refuse: str | None = None,
+    ahead: DecodedAhead | None = None,
 ) -> Outcome:
     """Decode, fold and persist ``items`` (one topic, any partitions) in one transaction.
 
@@ -159,6 +161,8 @@ async def apply_batch(
     With another ``schema`` (a rebuild's shadow), the batch writes there and takes no lock.
     With ``refuse``, every record is a dead letter for that reason and none is folded: no
     view is read (an event that made its batch fail on its own, whatever part of it did).
+    With ``ahead``, the records it decoded (with this catalogue and ledger key) are not
+    decoded again.
 
     The steps: skip what the stored positions say is applied; decode (what does not decode
     is a dead letter); archive the records; drop event ids applied before; fold each
@@ -184,7 +188,7 @@ async def apply_batch(
         out.already_applied = len(items) - len(out.items)
         if not out.items:
             return out
-        decoded, out.poison = _decode(out, catalogue or load_catalogue(), ledger_key)
+        decoded, out.poison = _decode(out, catalogue or load_catalogue(), ledger_key, ahead)
         if archive:  # first: COPY cannot run in the pipeline below
             await _archive(cur, out.items, out.poison)
         async with conn.pipeline():  # each write is sent while the next one is built
@@ -199,14 +203,50 @@ async def apply_batch(
     return out
 
 
-def _decode(out: Outcome, catalogue: Catalogue, ledger_key: Ed25519PublicKey | None
+class DecodedAhead:
+    """Records decoded before their batch's transaction (`LedgerProjections.prepare`), kept
+    until the batch takes them: what `decode_item` said of each, with the same catalogue and
+    ledger key as the batch. An entry is used once, and only for the very same bytes."""
+
+    LIMIT = 20_000  # entries kept at most (a few batches): older ones are decoded again
+
+    def __init__(self, catalogue: Catalogue, ledger_key: Ed25519PublicKey | None) -> None:
+        self.catalogue = catalogue
+        self.ledger_key = ledger_key
+        self._done: dict[tuple[int, int], tuple[bytes | None, Decoded]] = {}
+
+    def add(self, item: Incoming) -> None:
+        """Decode ``item`` now. An item whose decoding raises is left to its batch (which
+        isolates it)."""
+        if len(self._done) >= self.LIMIT:
+            self._done.clear()
+        try:
+            decoded = decode_item(item, self.catalogue, self.ledger_key)
+        except Exception:  # noqa: BLE001 - the batch decodes it again and isolates it
+            return
+        self._done[(item.partition, item.offset)] = (item.value, decoded)
+
+    def take(self, item: Incoming) -> Decoded:
+        """What decoding ``item`` says: as decoded ahead, else decoded now."""
+        entry = self._done.pop((item.partition, item.offset), None)
+        if entry is not None and (entry[0] is item.value or entry[0] == item.value):
+            return entry[1]
+        return decode_item(item, self.catalogue, self.ledger_key)
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+
+def _decode(out: Outcome, catalogue: Catalogue, ledger_key: Ed25519PublicKey | None,
+            ahead: DecodedAhead | None = None,
             ) -> tuple[list[tuple[Incoming, Record]], set[tuple[int, int]]]:
-    """Decode the fresh items; the undecodable, the mis-keyed and the ledger facts the ledger
-    did not sign become dead letters."""
+    """Decode the fresh items (or take them as decoded ahead); the undecodable, the mis-keyed
+    and the ledger facts the ledger did not sign become dead letters."""
     decoded: list[tuple[Incoming, Record]] = []
     poison: set[tuple[int, int]] = set()
     for item in out.items:
-        record, refusal = decode_item(item, catalogue, ledger_key)
+        record, refusal = (ahead.take(item) if ahead is not None
+                           else decode_item(item, catalogue, ledger_key))
         if refusal is not None:
             out.dead.append((item, *refusal))
             if record is None:
