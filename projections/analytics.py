@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, date
 from typing import NamedTuple
@@ -63,7 +64,7 @@ from events.codec import KeyLookup, Record, lookup_from, open_field
 from events.crypto import sealed_version
 from events.keys import KeyRef, key_period
 from events.keystore import unwrapped_keys_in
-from projections.writer import Hook, Outcome, array_literal
+from projections.writer import Hook, Outcome
 
 log = structlog.get_logger("registre.analytics")
 
@@ -213,49 +214,34 @@ def make_hook(master_key: bytes, catalogue: Catalogue | None = None) -> Hook:
             return
         keys = await location_keys(cur, master_key, records)
         counts, members = tally(records, keys, cat)
-        await _add(cur, counts, members)
+        fresh = await _insert_members(cur, sorted(members))
+        groups = sorted(counts)
+        await cur.execute(
+            "INSERT INTO projections.analytics_totals AS t"
+            " (measure, period, dim1, dim2, events, granted, subjects)"
+            " SELECT * FROM unnest(%b::text[], %b::date[], %b::text[], %b::text[],"
+            " %b::bigint[], %b::bigint[], %b::bigint[])"
+            " ON CONFLICT (measure, period, dim1, dim2) DO UPDATE SET"
+            " events = t.events + EXCLUDED.events, granted = t.granted + EXCLUDED.granted,"
+            " subjects = t.subjects + EXCLUDED.subjects",
+            ([g.measure for g in groups], [g.period for g in groups],
+             [g.dim1 for g in groups], [g.dim2 for g in groups],
+             [counts[g][0] for g in groups], [counts[g][1] for g in groups],
+             [fresh.get(g, 0) for g in groups]),
+        )
 
     return analytics_hook
 
 
-# One statement, nothing read back: the members go in (a new one counts its subject once in
-# its group), and each group's totals grow by its events and its new members. The groups go
-# once (a member names its group by number), in order, so two workers lock rows in the same
-# order; a statement that returned the new members for Python to count made the batch wait
-# for PostgreSQL there, in the middle of the pipeline.
-ADD_SQL = """
-WITH g AS (
-    SELECT * FROM unnest(%b::text[], %b::date[], %b::text[], %b::text[], %b::bigint[],
-                         %b::bigint[]) WITH ORDINALITY AS g(measure, period, dim1, dim2,
-                                                            events, granted, n)),
-fresh AS (
-    INSERT INTO projections.analytics_members (measure, period, dim1, dim2, member)
-    SELECT g.measure, g.period, g.dim1, g.dim2, m.member
-    FROM unnest(%s::bigint[], %b::text[]) WITH ORDINALITY AS m(n, member, o)
-    JOIN g USING (n) ORDER BY m.o
-    ON CONFLICT DO NOTHING RETURNING measure, period, dim1, dim2),
-counted AS (
-    SELECT measure, period, dim1, dim2, count(*) AS subjects FROM fresh
-    GROUP BY measure, period, dim1, dim2)
-INSERT INTO projections.analytics_totals AS t
-    (measure, period, dim1, dim2, events, granted, subjects)
-SELECT g.measure, g.period, g.dim1, g.dim2, g.events, g.granted, coalesce(c.subjects, 0)
-FROM g LEFT JOIN counted c USING (measure, period, dim1, dim2)
-ORDER BY g.n
-ON CONFLICT (measure, period, dim1, dim2) DO UPDATE SET
-    events = t.events + EXCLUDED.events, granted = t.granted + EXCLUDED.granted,
-    subjects = t.subjects + EXCLUDED.subjects
-"""
-
-
-async def _add(cur: psycopg.AsyncCursor, counts: dict[Group, list[int]],
-               members: set[tuple[Group, str]]) -> None:
-    """Add a batch's tally to the totals and the members (`ADD_SQL`)."""
-    groups = sorted(counts)
-    number = {g: n for n, g in enumerate(groups, 1)}
-    ordered = sorted(members)
-    await cur.execute(ADD_SQL, (
-        [g.measure for g in groups], [g.period for g in groups], [g.dim1 for g in groups],
-        [g.dim2 for g in groups], [counts[g][0] for g in groups],
-        [counts[g][1] for g in groups],
-        array_literal([number[g] for g, _ in ordered]), [m for _, m in ordered]))
+async def _insert_members(cur: psycopg.AsyncCursor,
+                          members: list[tuple[Group, str]]) -> Counter[Group]:
+    """Insert membership rows; how many subjects are new in each group."""
+    await cur.execute(
+        "INSERT INTO projections.analytics_members (measure, period, dim1, dim2, member)"
+        " SELECT * FROM unnest(%b::text[], %b::date[], %b::text[], %b::text[], %b::text[])"
+        " ON CONFLICT DO NOTHING RETURNING measure, period, dim1, dim2",
+        ([g.measure for g, _ in members], [g.period for g, _ in members],
+         [g.dim1 for g, _ in members], [g.dim2 for g, _ in members],
+         [m for _, m in members]),
+    )
+    return Counter(Group(*row) for row in await cur.fetchall())
