@@ -2,9 +2,9 @@
 
 They decode nothing and touch no database: each hands what it reads to the ledger (decode
 the next batch ahead, apply a batch, publish what the ledger queued, sweep, beat) and the
-ledger does the work in PostgreSQL. Concurrency stays 1 and one batch is applied at a time (`processors.pipeline`):
-the stream takes the next batch while one waits for PostgreSQL, and a batch's events are
-acknowledged to Faust only once it is committed.
+ledger does the work in PostgreSQL. Concurrency stays 1 and one batch is applied at a time
+(`processors.pipeline`): the stream takes the next batch while one waits for PostgreSQL, and
+a batch's events are acknowledged to Faust only once it is committed.
 """
 
 from __future__ import annotations

@@ -161,8 +161,7 @@ async def apply_batch(
     With another ``schema`` (a rebuild's shadow), the batch writes there and takes no lock.
     With ``refuse``, every record is a dead letter for that reason and none is folded: no
     view is read (an event that made its batch fail on its own, whatever part of it did).
-    With ``ahead``, the records it decoded (with this catalogue and ledger key) are not
-    decoded again.
+    With ``ahead``, what it decoded (same catalogue and ledger key) is not decoded again.
 
     The steps: skip what the stored positions say is applied; decode (what does not decode
     is a dead letter); archive the records; drop event ids applied before; fold each
@@ -171,8 +170,7 @@ async def apply_batch(
     without waiting for the one before, so PostgreSQL writes views while the fold goes on
     (`VIEW_CHUNK`), and the next statement is built while it runs; a read (a hook's
     ``fetchall``) waits for all that was sent before it. The first error is raised as
-    without the pipeline, and the transaction rolls back.
-    """
+    without the pipeline, and the transaction rolls back."""
     out = Outcome(views=(views := WrittenViews()))
     if not items:
         return out

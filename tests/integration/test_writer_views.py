@@ -6,7 +6,6 @@ in one statement at the end or in chunks sent while the fold goes on (pipeline m
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -67,7 +66,7 @@ def test_a_batch_writes_each_subject_view_of_its_applied_events_in_order(
         a_consents,
         account("s-c", T0 + timedelta(minutes=8)),  # a new subject, its only event
     ])
-    second.append(replace(first[0], offset=ledger.offset))  # s-a's account again: a duplicate
+    second.append(first[0]._replace(offset=ledger.offset))  # s-a's account again: a duplicate
     ledger.offset += 1
     out = _apply(database_url, second)
 
@@ -112,13 +111,13 @@ def test_records_decoded_ahead_are_taken_by_their_batch_and_only_for_the_same_by
     ledger = Ledger(keystore)
     items = ledger.items([account("s-a", T0), connection("s-a", T0 + timedelta(minutes=1), "FR"),
                           account("s-b", T0)])
-    items.append(replace(items[0], offset=ledger.offset, value=b"not an event"))
+    items.append(items[0]._replace(offset=ledger.offset, value=b"not an event"))
     ahead = writer.DecodedAhead(load_catalogue(), None)
     for item in items:
         ahead.add(item)
     assert len(ahead) == 4
     # s-b's record is not the one decoded ahead at its position: s-c's account is
-    items[2] = replace(items[2], key=b"s-c",
+    items[2] = items[2]._replace(key=b"s-c",
                        value=Ledger(keystore).items([account("s-c", T0)])[0].value)
 
     async def run() -> Outcome:
