@@ -1,10 +1,10 @@
 """The agents: short loops named for their job, over a ledger built by `registre.bootstrap`.
 
-They decode nothing and touch no database: each hands what it reads to the ledger (decode
-the next batch ahead, apply a batch, publish what the ledger queued, sweep, beat) and the
-ledger does the work in PostgreSQL. Concurrency stays 1 and one batch is applied at a time
-(`processors.pipeline`): the stream takes the next batch while one waits for PostgreSQL, and
-a batch's events are acknowledged to Faust only once it is committed.
+They decode nothing and touch no database: each hands what it reads to the ledger (apply a
+batch, publish what the ledger queued, sweep, beat) and the ledger does the work in
+PostgreSQL. Concurrency stays 1 and one batch is applied at a time (`processors.pipeline`):
+the stream takes the next batch while one waits for PostgreSQL, and a batch's events are
+acknowledged to Faust only once it is committed.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ class Ledger(Protocol):
     """What the agents ask of the ledger (`projections.ledger.LedgerProjections`)."""
 
     async def start(self) -> None: ...
-    async def prepare(self, records: Sequence[LogRecord]) -> None: ...
     async def apply(self, records: Sequence[LogRecord]) -> object: ...
     async def publish_pending(self, send: Send) -> None: ...
     async def sweep(self) -> None: ...
@@ -60,22 +59,17 @@ def build_app(config: WorkerConfig, ledger: Ledger) -> faust.App:
 
     @app.agent(topic, concurrency=1, name="apply_ledger_events")
     async def apply_ledger_events(stream: faust.StreamT) -> None:
-        async def apply_then_ack(taken: list[tuple[faust.EventT, LogRecord]]) -> None:
-            await ledger.apply([record for _, record in taken])
-            for event, _ in taken:  # committed: only now may Faust commit past them
+        async def apply_then_ack(taken: list[faust.EventT]) -> None:
+            await ledger.apply([incoming(e.message) for e in taken])
+            for event in taken:  # committed: only now may Faust commit past them
                 await stream.ack(event)
             await ledger.publish_pending(send)  # the ledger's own facts and dead letters
 
-        async def decode_ahead(held: list[tuple[faust.EventT, LogRecord]]) -> None:
-            await ledger.prepare([record for _, record in held])
-
-        pipeline: Pipeline[tuple[faust.EventT, LogRecord]] = Pipeline(
-            apply_then_ack, config.batch_size, prepare=decode_ahead)
+        pipeline: Pipeline[faust.EventT] = Pipeline(apply_then_ack, config.batch_size)
         try:
             async for events in stream.noack_take(config.batch_size,
                                                   within=config.batch_within):
-                # applied while the stream takes the next ones
-                await pipeline.add([(e, incoming(e.message)) for e in events])
+                await pipeline.add(events)  # applied while the stream takes the next ones
         finally:
             await pipeline.close()
 

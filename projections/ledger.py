@@ -31,13 +31,12 @@ from processors.rules.policy import Policy
 from projections import outbox
 from projections.erasure_store import retry_problems, sweep
 from projections.integrity_store import achain_batch
-from projections.writer import DecodedAhead, Hook, Outcome, WrittenViews, apply_batch
+from projections.writer import Hook, Outcome, WrittenViews, apply_batch
 
 log = structlog.get_logger("registre.processors")
 Clock = Callable[[], datetime]
 T = TypeVar("T")
 MAX_RETRY_DELAY = 10.0
-PREPARE_CHUNK = 250  # records decoded ahead between two turns of the event loop
 
 
 class LedgerProjections:
@@ -58,7 +57,6 @@ class LedgerProjections:
         self._journal = journal  # the outbox goes to the journal (the relay hands it on)
         self._ledger_key = signing_key.public_key()  # ledger facts must carry its signature
         self._outbox_lock = asyncio.Lock()
-        self._ahead = DecodedAhead(self.catalogue, self._ledger_key)
 
     async def connection(self, role: str = "batch") -> psycopg.AsyncConnection:
         """One connection per job (batch, outbox, sweep, heartbeat), so that the transactions
@@ -119,14 +117,6 @@ class LedgerProjections:
 
     # --- batches -------------------------------------------------------------------------------
 
-    async def prepare(self, items: Sequence[LogRecord]) -> None:
-        """Decode a batch before it is applied (while the one before waits for PostgreSQL), a
-        few hundred records at a time so that the running batch goes on between them."""
-        for n, item in enumerate(items, 1):
-            self._ahead.add(item)
-            if n % PREPARE_CHUNK == 0:
-                await asyncio.sleep(0)
-
     async def apply(self, items: Sequence[LogRecord]) -> Outcome:
         """Apply a batch; retries while the database is down; never raises for bad events."""
         return await self._retrying("batch", lambda conn: self._apply(conn, items))
@@ -136,7 +126,7 @@ class LedgerProjections:
         try:
             out = await apply_batch(conn, items, self.fold, hooks=self._hooks(now),
                                     catalogue=self.catalogue, arrival=lambda _: now,
-                                    ledger_key=self._ledger_key, ahead=self._ahead)
+                                    ledger_key=self._ledger_key)
         except psycopg.OperationalError:
             raise
         except Exception as exc:  # noqa: BLE001 - isolate the event that broke the batch

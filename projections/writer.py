@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -40,7 +40,6 @@ Arrival = Callable[[LogRecord], datetime | None]  # when the ledger first applie
 
 
 Incoming = LogRecord  # one record as read from the log (by a Faust agent or a LogReader)
-Decoded = tuple[Record | None, tuple[str, str | None] | None]  # what `decode_item` says
 
 
 class WrittenViews(Mapping[str, dict[str, Any]]):
@@ -151,7 +150,6 @@ async def apply_batch(
     ledger_key: Ed25519PublicKey | None = None,
     schema: str = LIVE,
     refuse: str | None = None,
-    ahead: DecodedAhead | None = None,
 ) -> Outcome:
     """Decode, fold and persist ``items`` (one topic, any partitions) in one transaction.
 
@@ -161,7 +159,6 @@ async def apply_batch(
     With another ``schema`` (a rebuild's shadow), the batch writes there and takes no lock.
     With ``refuse``, every record is a dead letter for that reason and none is folded: no
     view is read (an event that made its batch fail on its own, whatever part of it did).
-    With ``ahead``, what it decoded (same catalogue and ledger key) is not decoded again.
 
     The steps: skip what the stored positions say is applied; decode (what does not decode
     is a dead letter); archive the records; drop event ids applied before; fold each
@@ -170,7 +167,8 @@ async def apply_batch(
     without waiting for the one before, so PostgreSQL writes views while the fold goes on
     (`VIEW_CHUNK`), and the next statement is built while it runs; a read (a hook's
     ``fetchall``) waits for all that was sent before it. The first error is raised as
-    without the pipeline, and the transaction rolls back."""
+    without the pipeline, and the transaction rolls back.
+    """
     out = Outcome(views=(views := WrittenViews()))
     if not items:
         return out
@@ -186,7 +184,7 @@ async def apply_batch(
         out.already_applied = len(items) - len(out.items)
         if not out.items:
             return out
-        decoded, out.poison = _decode(out, catalogue or load_catalogue(), ledger_key, ahead)
+        decoded, out.poison = _decode(out, catalogue or load_catalogue(), ledger_key)
         if archive:  # first: COPY cannot run in the pipeline below
             await _archive(cur, out.items, out.poison)
         async with conn.pipeline():  # each write is sent while the next one is built
@@ -201,50 +199,14 @@ async def apply_batch(
     return out
 
 
-class DecodedAhead:
-    """Records decoded before their batch's transaction (`LedgerProjections.prepare`), kept
-    until the batch takes them: what `decode_item` said of each, with the same catalogue and
-    ledger key as the batch. An entry is used once, and only for the very same bytes."""
-
-    LIMIT = 20_000  # entries kept at most (a few batches): older ones are decoded again
-
-    def __init__(self, catalogue: Catalogue, ledger_key: Ed25519PublicKey | None) -> None:
-        self.catalogue = catalogue
-        self.ledger_key = ledger_key
-        self._done: dict[tuple[int, int], tuple[bytes | None, Decoded]] = {}
-
-    def add(self, item: Incoming) -> None:
-        """Decode ``item`` now. An item whose decoding raises is left to its batch (which
-        isolates it)."""
-        if len(self._done) >= self.LIMIT:
-            self._done.clear()
-        try:
-            decoded = decode_item(item, self.catalogue, self.ledger_key)
-        except Exception:  # noqa: BLE001 - the batch decodes it again and isolates it
-            return
-        self._done[(item.partition, item.offset)] = (item.value, decoded)
-
-    def take(self, item: Incoming) -> Decoded:
-        """What decoding ``item`` says: as decoded ahead, else decoded now."""
-        entry = self._done.pop((item.partition, item.offset), None)
-        if entry is not None and (entry[0] is item.value or entry[0] == item.value):
-            return entry[1]
-        return decode_item(item, self.catalogue, self.ledger_key)
-
-    def __len__(self) -> int:
-        return len(self._done)
-
-
-def _decode(out: Outcome, catalogue: Catalogue, ledger_key: Ed25519PublicKey | None,
-            ahead: DecodedAhead | None = None,
+def _decode(out: Outcome, catalogue: Catalogue, ledger_key: Ed25519PublicKey | None
             ) -> tuple[list[tuple[Incoming, Record]], set[tuple[int, int]]]:
-    """Decode the fresh items (or take them as decoded ahead); the undecodable, the mis-keyed
-    and the ledger facts the ledger did not sign become dead letters."""
+    """Decode the fresh items; the undecodable, the mis-keyed and the ledger facts the ledger
+    did not sign become dead letters."""
     decoded: list[tuple[Incoming, Record]] = []
     poison: set[tuple[int, int]] = set()
     for item in out.items:
-        record, refusal = (ahead.take(item) if ahead is not None
-                           else decode_item(item, catalogue, ledger_key))
+        record, refusal = decode_item(item, catalogue, ledger_key)
         if refusal is not None:
             out.dead.append((item, *refusal))
             if record is None:
@@ -312,7 +274,7 @@ async def _fold(cur: psycopg.AsyncCursor, out: Outcome, written: WrittenViews,
     last one is: no view stays parsed in memory for the rest of the batch."""
     await cur.execute(
         "SELECT event_id::text FROM projections.applied_events"
-        " WHERE event_id = ANY(%s::uuid[])", (array_literal([r.event_id for _, r in decoded]),))
+        " WHERE event_id = ANY(%b::text[]::uuid[])", ([r.event_id for _, r in decoded],))
     seen = {row[0] for row in await cur.fetchall()}
     await cur.execute(
         "SELECT subject_id, doc::text FROM projections.customer_view WHERE subject_id = ANY(%b)"
@@ -349,10 +311,9 @@ async def _persist(cur: psycopg.AsyncCursor, out: Outcome, views: WrittenViews,
     if out.applied:
         await cur.execute(
             "INSERT INTO projections.applied_events (event_id, partition, \"offset\")"
-            " SELECT * FROM unnest(%s::uuid[], %s::int[], %s::bigint[])",
-            (array_literal([r.event_id for _, r in out.applied]),
-             array_literal([i.partition for i, _ in out.applied]),
-             array_literal([i.offset for i, _ in out.applied])))
+            " SELECT * FROM unnest(%b::text[]::uuid[], %b::int[], %b::bigint[])",
+            ([r.event_id for _, r in out.applied], [i.partition for i, _ in out.applied],
+             [i.offset for i, _ in out.applied]))
     if out.dead:
         await _dead_letters(cur, out, decoded, live)
 
@@ -372,13 +333,6 @@ async def _write_views(cur: psycopg.AsyncCursor, views: WrittenViews) -> None:
         " SET status = EXCLUDED.status, doc = EXCLUDED.doc, updated_at = now()",
         (subjects, [views.statuses[s] for s in subjects],
          Json([views.docs[s] for s in subjects], dumps=_json_array)))
-
-
-def array_literal(values: Iterable[int | str | None]) -> str:
-    """A PostgreSQL array literal of values that need no quoting (integers, uuids in their
-    canonical form, None): one ``join`` where psycopg dumps a list element by element in
-    Python (~0.25 us each; several elements per event). Sent as ``%s::<type>[]``."""
-    return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
 
 
 def _json_array(docs: Any) -> bytes:

@@ -6,6 +6,7 @@ in one statement at the end or in chunks sent while the fold goes on (pipeline m
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -66,7 +67,7 @@ def test_a_batch_writes_each_subject_view_of_its_applied_events_in_order(
         a_consents,
         account("s-c", T0 + timedelta(minutes=8)),  # a new subject, its only event
     ])
-    second.append(first[0]._replace(offset=ledger.offset))  # s-a's account again: a duplicate
+    second.append(replace(first[0], offset=ledger.offset))  # s-a's account again: a duplicate
     ledger.offset += 1
     out = _apply(database_url, second)
 
@@ -99,37 +100,3 @@ def test_written_views_merge_another_batch_or_plain_views():
                            "s-c": {"status": "erased", "n": 4}}
     assert views.statuses == {"s-a": "deleted", "s-b": "active", "s-c": "erased"}
     assert list(views.docs) == list(views.statuses)
-
-
-def test_records_decoded_ahead_are_taken_by_their_batch_and_only_for_the_same_bytes(
-        database_url, keystore):
-    """What `LedgerProjections.prepare` decodes while the batch before waits: the batch takes
-    each record as decoded ahead, decodes again a record whose bytes are not the ones decoded
-    (same partition and offset), and a record that does not decode is a dead letter either way."""
-    from events.catalogue import load_catalogue
-
-    ledger = Ledger(keystore)
-    items = ledger.items([account("s-a", T0), connection("s-a", T0 + timedelta(minutes=1), "FR"),
-                          account("s-b", T0)])
-    items.append(items[0]._replace(offset=ledger.offset, value=b"not an event"))
-    ahead = writer.DecodedAhead(load_catalogue(), None)
-    for item in items:
-        ahead.add(item)
-    assert len(ahead) == 4
-    # s-b's record is not the one decoded ahead at its position: s-c's account is
-    items[2] = items[2]._replace(key=b"s-c",
-                       value=Ledger(keystore).items([account("s-c", T0)])[0].value)
-
-    async def run() -> Outcome:
-        async with await psycopg.AsyncConnection.connect(database_url) as conn:
-            return await apply_batch(conn, items, ViewFold(Policy()), archive=False,
-                                     ahead=ahead)
-
-    out = asyncio.run(run())
-    assert len(ahead) == 0  # every entry taken by the batch
-    assert [i.offset for i, _, _ in out.dead] == [3]
-    assert out.poison == {(0, 3)}
-    stored = _stored(database_url)
-    assert set(stored) == {"s-a", "s-c"}
-    assert stored["s-a"][1] == _folded(items[:2])
-    assert stored["s-c"][1] == _folded([items[2]])

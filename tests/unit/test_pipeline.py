@@ -126,33 +126,6 @@ def test_close_cancels_the_running_batch_and_drops_what_is_held() -> None:
     assert run.batches == [[1]] and run.running == 0 and held == 0
 
 
-def test_a_full_batch_held_behind_a_running_one_is_prepared_once_and_then_run() -> None:
-    async def scenario() -> tuple[list[list[int]], Recorder]:
-        run = Recorder()
-        prepared: list[list[int]] = []
-
-        async def prepare(batch: list[int]) -> None:
-            prepared.append(list(batch))
-
-        pipe = Pipeline(run, batch_size=2, prepare=prepare)
-        await pipe.add([1])  # nothing runs: started, not prepared
-        await settle()
-        await pipe.add([2])  # held, not full: nothing to prepare yet
-        assert prepared == []
-        adding = asyncio.ensure_future(pipe.add([3, 4]))  # full behind [1]: prepared, waits
-        await settle()
-        assert prepared == [[2, 3]] and not adding.done()
-        run.release.set()
-        await asyncio.wait_for(adding, 1)
-        await settle()
-        await pipe.close()
-        return prepared, run
-
-    prepared, run = asyncio.run(scenario())
-    assert run.batches == [[1], [2, 3], [4]]
-    assert prepared == [[2, 3]]  # once per held batch; [4] never waited behind a full batch
-
-
 def test_the_batch_size_must_be_positive() -> None:
     async def noop(batch: list[int]) -> None:
         return None
