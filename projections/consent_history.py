@@ -17,19 +17,21 @@ import psycopg
 from events.model import format_instant
 from processors.rules.audit import CHOICES, judge_choice, no_choice
 from processors.rules.timeutil import ensure_utc
-from projections.writer import Outcome
+from projections.writer import Outcome, array_literal
 
 RESET_SQL = ("DELETE FROM projections.consent_history",)
 STATUS = {**CHOICES, "ConsentExpired": "expired"}
 
-# one statement per batch, arrays in binary (the columns of ``rows``, in order)
+# one statement per batch (the columns of ``rows``, in order): texts as binary arrays, the
+# uuids and numbers as array literals (`projections.writer.array_literal`)
 INSERT_SQL = """
 INSERT INTO projections.consent_history (subject_id, purpose, occurred_at, status, event_id,
     notice_version, mechanism, choice_event_id, partition, "offset")
-SELECT * FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::text[], %b::text[]::uuid[],
-                     %b::text[], %b::text[], %b::text[]::uuid[], %b::int[], %b::bigint[])
+SELECT * FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::text[], %s::uuid[],
+                     %b::text[], %b::text[], %s::uuid[], %s::int[], %s::bigint[])
 ON CONFLICT DO NOTHING
 """
+LITERAL = {4, 7, 8, 9}  # the columns sent as array literals
 
 CONSENT_AT_SQL = """
 SELECT c.status, c.event_id::text, c.notice_version, c.mechanism, c.occurred_at,
@@ -64,7 +66,9 @@ async def hook(cur: psycopg.AsyncCursor, outcome: Outcome) -> None:
     """Record the consent choices of the batch (same transaction as the customer view)."""
     batch = rows(outcome)
     if batch:
-        await cur.execute(INSERT_SQL, [list(column) for column in zip(*batch, strict=True)])
+        await cur.execute(INSERT_SQL, [
+            array_literal(column) if n in LITERAL else list(column)
+            for n, column in enumerate(zip(*batch, strict=True))])
 
 
 def consent_at_sql(conn: psycopg.Connection, subject_id: str, purpose: str, at: datetime,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -274,7 +274,7 @@ async def _fold(cur: psycopg.AsyncCursor, out: Outcome, written: WrittenViews,
     last one is: no view stays parsed in memory for the rest of the batch."""
     await cur.execute(
         "SELECT event_id::text FROM projections.applied_events"
-        " WHERE event_id = ANY(%b::text[]::uuid[])", ([r.event_id for _, r in decoded],))
+        " WHERE event_id = ANY(%s::uuid[])", (array_literal([r.event_id for _, r in decoded]),))
     seen = {row[0] for row in await cur.fetchall()}
     await cur.execute(
         "SELECT subject_id, doc::text FROM projections.customer_view WHERE subject_id = ANY(%b)"
@@ -311,9 +311,10 @@ async def _persist(cur: psycopg.AsyncCursor, out: Outcome, views: WrittenViews,
     if out.applied:
         await cur.execute(
             "INSERT INTO projections.applied_events (event_id, partition, \"offset\")"
-            " SELECT * FROM unnest(%b::text[]::uuid[], %b::int[], %b::bigint[])",
-            ([r.event_id for _, r in out.applied], [i.partition for i, _ in out.applied],
-             [i.offset for i, _ in out.applied]))
+            " SELECT * FROM unnest(%s::uuid[], %s::int[], %s::bigint[])",
+            (array_literal([r.event_id for _, r in out.applied]),
+             array_literal([i.partition for i, _ in out.applied]),
+             array_literal([i.offset for i, _ in out.applied])))
     if out.dead:
         await _dead_letters(cur, out, decoded, live)
 
@@ -333,6 +334,13 @@ async def _write_views(cur: psycopg.AsyncCursor, views: WrittenViews) -> None:
         " SET status = EXCLUDED.status, doc = EXCLUDED.doc, updated_at = now()",
         (subjects, [views.statuses[s] for s in subjects],
          Json([views.docs[s] for s in subjects], dumps=_json_array)))
+
+
+def array_literal(values: Iterable[int | str | None]) -> str:
+    """A PostgreSQL array literal of values that need no quoting (integers, uuids in their
+    canonical form, None): one ``join`` where psycopg dumps a list element by element in
+    Python (~0.25 us each; several elements per event). Sent as ``%s::<type>[]``."""
+    return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
 
 
 def _json_array(docs: Any) -> bytes:
