@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import fastavro
 
@@ -45,9 +45,10 @@ class DecodeError(ValueError):
     """A message that is not a registre event (truncated, unknown schema, too large...)."""
 
 
-@dataclass(frozen=True)
-class Record:
-    """A decoded message before decryption: personal leaves are still sealed bytes."""
+class Record(NamedTuple):
+    """A decoded message before decryption: personal leaves are still sealed bytes. A named
+    tuple: one is built per event decoded (a frozen dataclass's ``__init__`` costs ~0.6 us
+    more)."""
 
     type: str
     event_id: str

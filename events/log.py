@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from kafka import KafkaConsumer, TopicPartition
 
 from events.catalogue import topic_name
 
 
-@dataclass(frozen=True)
-class LogRecord:
+class LogRecord(NamedTuple):
+    """One record as read from the log (by a Faust agent or a LogReader). A named tuple: a
+    worker builds one per event, and a frozen dataclass's ``__init__`` costs ~0.7 us more."""
+
     topic: str
     partition: int
     offset: int

@@ -489,4 +489,4 @@ def chain_form(record: Any) -> Any:
 
 def placeholder(record: Any) -> Any:
     """What the chain and the archive keep of a record that is not a registre event."""
-    return dataclasses.replace(record, key=None, value=None, headers=())
+    return record._replace(key=None, value=None, headers=())  # a LogRecord

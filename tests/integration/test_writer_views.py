@@ -6,7 +6,6 @@ in one statement at the end or in chunks sent while the fold goes on (pipeline m
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -67,7 +66,7 @@ def test_a_batch_writes_each_subject_view_of_its_applied_events_in_order(
         a_consents,
         account("s-c", T0 + timedelta(minutes=8)),  # a new subject, its only event
     ])
-    second.append(replace(first[0], offset=ledger.offset))  # s-a's account again: a duplicate
+    second.append(first[0]._replace(offset=ledger.offset))  # s-a's account again: a duplicate
     ledger.offset += 1
     out = _apply(database_url, second)
 

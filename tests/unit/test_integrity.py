@@ -59,7 +59,7 @@ def sign_log(
 
 
 def replace_at(records: list[LogRecord], partition: int, offset: int, **changes) -> list:
-    return [dataclasses.replace(r, **changes) if (r.partition, r.offset) == (partition, offset)
+    return [r._replace(**changes) if (r.partition, r.offset) == (partition, offset)
             else r for r in records]
 
 
@@ -74,7 +74,7 @@ def renumber(records: list[LogRecord]) -> list[LogRecord]:
     for r in records:
         n = counters.get(r.partition, 0)
         counters[r.partition] = n + 1
-        out.append(dataclasses.replace(r, offset=n))
+        out.append(r._replace(offset=n))
     return out
 
 
@@ -135,15 +135,15 @@ def test_the_hash_covers_key_value_headers_offset_and_previous() -> None:
     base = chain_hash(prev, r)
     variants = [
         chain_hash(b"\x00" * 32, r),
-        chain_hash(prev, dataclasses.replace(r, offset=4)),
-        chain_hash(prev, dataclasses.replace(r, key=flip(r.key))),
-        chain_hash(prev, dataclasses.replace(r, value=flip(r.value))),
-        chain_hash(prev, dataclasses.replace(r, headers=r.headers[:1])),
-        chain_hash(prev, dataclasses.replace(r, headers=r.headers[::-1])),
-        chain_hash(prev, dataclasses.replace(r, headers=(("registre-type", b"ConsentGivem"),
+        chain_hash(prev, r._replace(offset=4)),
+        chain_hash(prev, r._replace(key=flip(r.key))),
+        chain_hash(prev, r._replace(value=flip(r.value))),
+        chain_hash(prev, r._replace(headers=r.headers[:1])),
+        chain_hash(prev, r._replace(headers=r.headers[::-1])),
+        chain_hash(prev, r._replace(headers=(("registre-type", b"ConsentGivem"),
                                                          r.headers[1]))),
         # framing: moving a byte from the key to the value changes the hash
-        chain_hash(prev, dataclasses.replace(r, key=r.key[:-1], value=r.key[-1:] + r.value)),
+        chain_hash(prev, r._replace(key=r.key[:-1], value=r.key[-1:] + r.value)),
     ]
     assert len({base, *variants}) == len(variants) + 1
 
@@ -152,10 +152,10 @@ def test_the_hash_ignores_the_timestamp_and_absent_equals_empty() -> None:
     # The archive restore keeps neither the timestamp nor the difference None / b"".
     r = record(0, 3)
     prev = genesis(TOPIC, 0)
-    assert chain_hash(prev, r) == chain_hash(prev, dataclasses.replace(r, timestamp_ms=1))
-    bare = dataclasses.replace(r, key=None, value=None, headers=(("h", None),))
+    assert chain_hash(prev, r) == chain_hash(prev, r._replace(timestamp_ms=1))
+    bare = r._replace(key=None, value=None, headers=(("h", None),))
     assert chain_hash(prev, bare) == chain_hash(
-        prev, dataclasses.replace(r, key=b"", value=b"", headers=(("h", b""),)))
+        prev, r._replace(key=b"", value=b"", headers=(("h", b""),)))
 
 
 def test_a_faust_message_hashes_like_the_log_record() -> None:
@@ -283,8 +283,8 @@ def test_two_swapped_records_are_found(every: int, expected: int) -> None:
     cps = sign_log(log, every)
     a = next(r for r in log if (r.partition, r.offset) == (0, 10))
     b = next(r for r in log if (r.partition, r.offset) == (0, 11))
-    swapped = [dataclasses.replace(b, offset=10) if r is a else
-               dataclasses.replace(a, offset=11) if r is b else r for r in log]
+    swapped = [b._replace(offset=10) if r is a else
+               a._replace(offset=11) if r is b else r for r in log]
     result = verify_log(swapped, cps, PUBLIC)
     assert not result.ok and result.first_bad == (0, expected)
 
@@ -304,7 +304,7 @@ def test_an_inserted_record_with_the_genuine_checkpoints_is_found(every: int) ->
     log = make_log()
     cps = sign_log(log, every)
     i = next(i for i, r in enumerate(log) if (r.partition, r.offset) == (2, 6))
-    tampered = renumber(log[:i] + [dataclasses.replace(log[i], value=b"forged")] + log[i:])
+    tampered = renumber(log[:i] + [log[i]._replace(value=b"forged")] + log[i:])
     result = verify_log(tampered, cps, PUBLIC)
     assert not result.ok
     assert result.first_bad == (2, 6 if every == 1 else 4)
@@ -317,7 +317,7 @@ def test_an_inserted_record_rechained_under_forged_checkpoints_is_found(every: i
     log = make_log()
     cps = sign_log(log, every)
     i = next(i for i, r in enumerate(log) if (r.partition, r.offset) == (2, 6))
-    tampered = renumber(log[:i] + [dataclasses.replace(log[i], value=b"forged")] + log[i:])
+    tampered = renumber(log[:i] + [log[i]._replace(value=b"forged")] + log[i:])
     attacker = Ed25519PrivateKey.generate()
     forged = [c for c in sign_log(tampered, every, key=attacker)
               if c.partition == 2 and c.offset >= 6]
@@ -450,7 +450,7 @@ def test_any_single_tampering_is_found_no_later_than_it_happened(
             return
         tampered = renumber(log[:i] + [log[i + 1], log[i]] + log[i + 2:])
     else:
-        tampered = renumber(log[:i] + [dataclasses.replace(log[i], value=b"new")] + log[i:])
+        tampered = renumber(log[:i] + [log[i]._replace(value=b"new")] + log[i:])
     result = verify_log(tampered, cps, PUBLIC)
     assert not result.ok
     bad_partition, bad_offset = result.first_bad
