@@ -235,13 +235,16 @@ def make_hook(master_key: bytes, catalogue: Catalogue | None = None) -> Hook:
 
 async def _insert_members(cur: psycopg.AsyncCursor,
                           members: list[tuple[Group, str]]) -> Counter[Group]:
-    """Insert membership rows; how many subjects are new in each group."""
+    """Insert membership rows; how many subjects are new in each group (counted by
+    PostgreSQL: one row per group comes back, not one per new member)."""
     await cur.execute(
-        "INSERT INTO projections.analytics_members (measure, period, dim1, dim2, member)"
+        "WITH fresh AS (INSERT INTO projections.analytics_members"
+        " (measure, period, dim1, dim2, member)"
         " SELECT * FROM unnest(%b::text[], %b::date[], %b::text[], %b::text[], %b::text[])"
-        " ON CONFLICT DO NOTHING RETURNING measure, period, dim1, dim2",
+        " ON CONFLICT DO NOTHING RETURNING measure, period, dim1, dim2)"
+        " SELECT measure, period, dim1, dim2, count(*) FROM fresh GROUP BY 1, 2, 3, 4",
         ([g.measure for g, _ in members], [g.period for g, _ in members],
          [g.dim1 for g, _ in members], [g.dim2 for g, _ in members],
          [m for _, m in members]),
     )
-    return Counter(Group(*row) for row in await cur.fetchall())
+    return Counter({Group(m, p, d1, d2): n for m, p, d1, d2, n in await cur.fetchall()})
