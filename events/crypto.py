@@ -10,6 +10,7 @@ was erased before the event was published (no key may be created for it): it rea
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import struct
 from pathlib import Path
@@ -67,14 +68,21 @@ def new_data_key() -> bytes:
     return AESGCM.generate_key(bit_length=256)
 
 
+@functools.lru_cache(maxsize=2)
+def _master_cipher(master: bytes) -> AESGCM:
+    """The master key's cipher, set up once: a worker unwraps a data key or more per event,
+    and setting up AES-GCM took ~1.2 us of the ~2.1 us an unwrap cost (timeit)."""
+    return AESGCM(master)
+
+
 def wrap_key(master: bytes, key_id: str, data_key: bytes) -> bytes:
     nonce = os.urandom(12)
-    return nonce + AESGCM(master).encrypt(nonce, data_key, key_id.encode())
+    return nonce + _master_cipher(master).encrypt(nonce, data_key, key_id.encode())
 
 
 def unwrap_key(master: bytes, key_id: str, wrapped: bytes) -> bytes:
     try:
-        return AESGCM(master).decrypt(wrapped[:12], wrapped[12:], key_id.encode())
+        return _master_cipher(master).decrypt(wrapped[:12], wrapped[12:], key_id.encode())
     except InvalidTag as exc:
         raise MasterKeyError(f"data key {key_id} does not unwrap: wrong master key?") from exc
 
