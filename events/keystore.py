@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Any
 
 import psycopg
 
@@ -326,14 +327,29 @@ async def subjects_with_keys_before(cur: psycopg.AsyncCursor, period: str) -> li
 async def unwrapped_keys_in(cur: psycopg.AsyncCursor, master: bytes, refs: Iterable[KeyRef]
                             ) -> tuple[dict[tuple[KeyRef, int], bytes], int]:
     """Every version of the given keys, unwrapped; and how many did not unwrap (skipped)."""
+    if not await send_wrapped_keys(cur, refs):
+        return {}, 0
+    return unwrap_rows(master, await cur.fetchall())
+
+
+async def send_wrapped_keys(cur: psycopg.AsyncCursor, refs: Iterable[KeyRef]) -> bool:
+    """Send the query of every version of the given keys, wrapped (read its rows with
+    `unwrap_rows`); False when there is no key to ask for (nothing sent). Apart from
+    `unwrapped_keys_in`, for a batch that sends its reads before its writes."""
     refs = sorted(set(refs), key=_ref_order)  # KeyRef's order, compared at C speed
     if not refs:
-        return {}, 0
+        return False
     await cur.execute(_SELECT_SQL, ([r.subject_id for r in refs], [r.category for r in refs],
                                     [r.period for r in refs]))
+    return True
+
+
+def unwrap_rows(master: bytes, rows: Iterable[tuple[Any, ...]]
+                ) -> tuple[dict[tuple[KeyRef, int], bytes], int]:
+    """The keys of `send_wrapped_keys`'s rows, unwrapped; and how many did not unwrap."""
     keys: dict[tuple[KeyRef, int], bytes] = {}
     failed = 0
-    for subject, category, period, version, wrapped in await cur.fetchall():
+    for subject, category, period, version, wrapped in rows:
         ref = KeyRef(subject, category, period)
         try:
             keys[(ref, version)] = unwrap_key(master, ref.key_id(version), bytes(wrapped))

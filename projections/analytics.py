@@ -63,8 +63,8 @@ from events.catalogue import Catalogue, PiiField, load_catalogue
 from events.codec import KeyLookup, Record, lookup_from, open_field
 from events.crypto import sealed_version
 from events.keys import KeyRef, key_period
-from events.keystore import unwrapped_keys_in
-from projections.writer import Hook, Outcome
+from events.keystore import send_wrapped_keys, unwrap_rows, unwrapped_keys_in
+from projections.writer import Hook, Outcome, ReadingHook, Rows
 
 log = structlog.get_logger("registre.analytics")
 
@@ -167,9 +167,13 @@ async def location_keys(cur: psycopg.AsyncCursor, master: bytes,
                         records: list[Record]) -> dict[tuple[KeyRef, int], bytes]:
     """The location keys the connections of ``records`` were sealed with, where they exist."""
     keys, failed = await unwrapped_keys_in(cur, master, location_refs(records))
+    _warn_unwrapped(failed)
+    return keys
+
+
+def _warn_unwrapped(failed: int) -> None:
     if failed:  # counted as unknown: never fail the batch (it would dead-letter it)
         log.warning("location keys do not unwrap; countries counted as unknown", keys=failed)
-    return keys
 
 
 def tally(records: list[Record], keys: Mapping[tuple[KeyRef, int], bytes],
@@ -203,16 +207,22 @@ def make_hook(master_key: bytes, catalogue: Catalogue | None = None) -> Hook:
     """The analytics hook for ``apply_batch``: ``async (cursor, outcome) -> None``.
 
     ``master_key`` unwraps location keys to read the country of connections (only that leaf).
+    A `ReadingHook`: those keys are read with the batch's own reads, before the fold.
     """
     if len(master_key) != 32:
         raise ValueError("the master key is 32 bytes")
     cat = catalogue or load_catalogue()
 
-    async def analytics_hook(cur: psycopg.AsyncCursor, outcome: Outcome) -> None:
+    async def read_location_keys(cur: psycopg.AsyncCursor, items: object,
+                                 records: list[Record]) -> bool:
+        return await send_wrapped_keys(cur, location_refs(records))
+
+    async def write_analytics(cur: psycopg.AsyncCursor, outcome: Outcome, rows: Rows) -> None:
         records = [record for _, record in outcome.applied]
         if not records:
             return
-        keys = await location_keys(cur, master_key, records)
+        keys, failed = unwrap_rows(master_key, rows)
+        _warn_unwrapped(failed)
         counts, members = tally(records, keys, cat)
         fresh = await _insert_members(cur, sorted(members))
         groups = sorted(counts)
@@ -230,7 +240,7 @@ def make_hook(master_key: bytes, catalogue: Catalogue | None = None) -> Hook:
              [fresh.get(g, 0) for g in groups]),
         )
 
-    return analytics_hook
+    return ReadingHook(read_location_keys, write_analytics)
 
 
 async def _insert_members(cur: psycopg.AsyncCursor,

@@ -16,6 +16,7 @@ import bisect
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from cryptography.exceptions import InvalidTag
@@ -115,6 +116,18 @@ async def alatest_checkpoints(
         return {r[1]: _checkpoint(r) for r in await cur.fetchall()}
 
 
+async def send_latest_checkpoints(cur: psycopg.AsyncCursor, topic: str,
+                                  partitions: Iterable[int]) -> None:
+    """Send the query of the latest checkpoint of each partition (its rows: `latest_from`)."""
+    parts = sorted(set(partitions))
+    await cur.execute(_LATEST, (topic, parts, parts))
+
+
+def latest_from(rows: Iterable[tuple[Any, ...]]) -> dict[tuple[str, int], Checkpoint]:
+    """`send_latest_checkpoints`'s rows as heads for `achain_batch`."""
+    return {(r[0], r[1]): _checkpoint(r) for r in rows}
+
+
 def _chain(
     items: Sequence[ChainRecord], heads: dict[tuple[str, int], Checkpoint],
     private_key: Ed25519PrivateKey, signed_at: datetime | None = None,
@@ -143,13 +156,15 @@ def _partitions(items: Sequence[ChainRecord]) -> dict[str, set[int]]:
 
 async def achain_batch(
     conn: Async, items: Sequence[ChainRecord], private_key: Ed25519PrivateKey,
-    signed_at: datetime | None = None,
+    signed_at: datetime | None = None, heads: dict[tuple[str, int], Checkpoint] | None = None,
 ) -> list[Checkpoint]:
-    """``chain_batch`` on an AsyncConnection or AsyncCursor."""
-    heads: dict[tuple[str, int], Checkpoint] = {}
-    for topic, parts in _partitions(items).items():
-        for p, cp in (await alatest_checkpoints(conn, topic, parts)).items():
-            heads[(topic, p)] = cp
+    """``chain_batch`` on an AsyncConnection or AsyncCursor; ``heads``, the latest checkpoints
+    of the items' partitions when they were read before (`send_latest_checkpoints`)."""
+    if heads is None:
+        heads = {}
+        for topic, parts in _partitions(items).items():
+            for p, cp in (await alatest_checkpoints(conn, topic, parts)).items():
+                heads[(topic, p)] = cp
     cps = _chain(items, heads, private_key, signed_at)
     await awrite_checkpoints(conn, cps)
     return cps

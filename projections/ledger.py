@@ -30,8 +30,8 @@ from processors.rules.integrity import placeholder
 from processors.rules.policy import Policy
 from projections import outbox
 from projections.erasure_store import retry_problems, sweep
-from projections.integrity_store import achain_batch
-from projections.writer import Hook, Outcome, WrittenViews, apply_batch
+from projections.integrity_store import achain_batch, latest_from, send_latest_checkpoints
+from projections.writer import Hook, Outcome, ReadingHook, Rows, WrittenViews, apply_batch
 
 log = structlog.get_logger("registre.processors")
 Clock = Callable[[], datetime]
@@ -150,14 +150,22 @@ class LedgerProjections:
     def _hooks(self, now: datetime) -> list[Hook]:
         """The projections' hooks, then the chain: every new record chained and a checkpoint
         signed at ``now``, the batch's arrival (a rebuild dates the records by it)."""
-        async def chain_records(cur: psycopg.AsyncCursor, out: Outcome) -> None:
+        async def read_heads(cur: psycopg.AsyncCursor, items: Sequence[LogRecord],
+                             records: object) -> bool:
+            if not items:
+                return False
+            await send_latest_checkpoints(cur, items[0].topic, {i.partition for i in items})
+            return True
+
+        async def chain_records(cur: psycopg.AsyncCursor, out: Outcome, heads: Rows) -> None:
             # a record that did not decode is chained as its placeholder (as archived)
             forms = [placeholder(i) if (i.partition, i.offset) in out.poison else i
                      for i in out.items]
-            checkpoints = await achain_batch(cur, forms, self._signing, now)
+            checkpoints = await achain_batch(cur, forms, self._signing, now,
+                                             heads=latest_from(heads))
             await outbox.add_checkpoints(cur, checkpoints)  # a copy outside PostgreSQL
 
-        return [*self.hooks, chain_records]
+        return [*self.hooks, ReadingHook(read_heads, chain_records)]
 
     # --- the timers' jobs ----------------------------------------------------------------------
 

@@ -112,6 +112,10 @@ def make_hook(master_key: bytes, catalogue: Catalogue | None = None) -> Hook:
     fields = contact_fields(catalogue or load_catalogue())
     hmac_key = lookup_key(master_key)
 
+    # Not a `projections.writer.ReadingHook`: the contact keys are read here, after the fold,
+    # as close to the commit as can be. A sweep that destroys a contact key (and the index
+    # rows with it) between that read and the commit leaves a row naming the subject; reading
+    # them before the fold would widen that window by the whole batch.
     async def lookup_hook(cur: psycopg.AsyncCursor, outcome: Outcome) -> None:
         records = [r for _, r in outcome.applied if r.type in SOURCES]
         if not records:

@@ -97,6 +97,29 @@ class Outcome:
 
 
 Hook = Callable[[psycopg.AsyncCursor, Outcome], Awaitable[None]]
+Rows = list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class ReadingHook:
+    """A hook that reads what the batch's own writes do not change (data keys, chain heads).
+
+    ``read(cursor, items, records)`` sends that one query on a cursor of its own (False:
+    nothing to ask, nothing sent); ``write(cursor, outcome, rows)`` does the rest with its
+    rows. `apply_batch` sends every hook's read with its own reads, before the fold, and waits
+    once for them all: in pipeline mode a read waits for every statement sent before it, and
+    sent after the fold it would wait for PostgreSQL to write the batch's views. ``records``
+    are all the batch decoded, a superset of what it applies; ``items`` its fresh records."""
+
+    read: Callable[[Any, Sequence[Incoming], list[Record]], Awaitable[bool]]
+    write: Callable[[Any, Outcome, Rows], Awaitable[None]]
+
+    async def __call__(self, cur: psycopg.AsyncCursor, out: Outcome) -> None:
+        """Run on its own (no read ahead): read for what ``out`` applied, then write."""
+        sent = await self.read(cur, out.items, [r for _, r in out.applied])
+        await self.write(cur, out, await cur.fetchall() if sent else [])
+
+
 _LIVE_TABLE = re.compile(r"\bprojections\.")
 
 
@@ -165,10 +188,9 @@ async def apply_batch(
     subject's view; write views, applied ids, dead letters, the hooks' projections and the
     new positions. From the fold on the connection is in pipeline mode: a statement is sent
     without waiting for the one before, so PostgreSQL writes views while the fold goes on
-    (`VIEW_CHUNK`), and the next statement is built while it runs; a read (a hook's
-    ``fetchall``) waits for all that was sent before it. The first error is raised as
-    without the pipeline, and the transaction rolls back.
-    """
+    (`VIEW_CHUNK`) and runs a statement while the next is built; a read waits for all sent
+    before it (so a `ReadingHook`'s goes first). The first error is raised as without the
+    pipeline, and the transaction rolls back."""
     out = Outcome(views=(views := WrittenViews()))
     if not items:
         return out
@@ -188,15 +210,52 @@ async def apply_batch(
         if archive:  # first: COPY cannot run in the pipeline below
             await _archive(cur, out.items, out.poison)
         async with conn.pipeline():  # each write is sent while the next one is built
-            if refuse is None:
+            reads: dict[int, Any] = {}
+            if refuse is None:  # the fold's first read waits for the hooks' reads too
+                reads = await _send_reads(conn, schema, hooks, out.items, decoded)
                 await _fold(cur, out, views, decoded, fold, arrival)
             else:
                 out.dead += [(item, refuse, record.type) for item, record in decoded]
             await _persist(cur, out, views, decoded, archive)
-            for hook in hooks:
-                await hook(cur, out)
+            await _run_hooks(cur, out, hooks, reads)
             await _advance(cur, consumer, topic, out.items)
     return out
+
+
+async def _run_hooks(cur: Any, out: Outcome, hooks: Sequence[Hook], reads: dict[int, Any]
+                     ) -> None:
+    """Each hook in turn; a `ReadingHook` whose read went ahead gets its rows."""
+    for hook in hooks:
+        if isinstance(hook, ReadingHook) and id(hook) in reads:
+            await hook.write(cur, out, await _rows(reads[id(hook)]))
+        else:
+            await hook(cur, out)
+
+
+async def _send_reads(conn: psycopg.AsyncConnection, schema: str, hooks: Sequence[Hook],
+                      items: Sequence[Incoming], decoded: list[tuple[Incoming, Record]]
+                      ) -> dict[int, Any]:
+    """Send the reads of the `ReadingHook` hooks, each on a cursor of its own: per hook (by
+    id), its cursor, or None when it had nothing to ask."""
+    records = [r for _, r in decoded]
+    reads: dict[int, Any] = {}
+    for hook in hooks:
+        if isinstance(hook, ReadingHook):
+            reader: Any = conn.cursor()
+            if schema != LIVE:
+                reader = SchemaCursor(reader, schema)
+            reads[id(hook)] = reader if await hook.read(reader, items, records) else None
+    return reads
+
+
+async def _rows(reader: Any) -> Rows:
+    """The rows a hook's read sent ahead (already here: the fold's first read waited for
+    them)."""
+    if reader is None:
+        return []
+    rows = await reader.fetchall()
+    await reader.close()
+    return rows
 
 
 def _decode(out: Outcome, catalogue: Catalogue, ledger_key: Ed25519PublicKey | None

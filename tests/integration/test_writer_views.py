@@ -99,3 +99,40 @@ def test_written_views_merge_another_batch_or_plain_views():
                            "s-c": {"status": "erased", "n": 4}}
     assert views.statuses == {"s-a": "deleted", "s-b": "active", "s-c": "erased"}
     assert list(views.docs) == list(views.statuses)
+
+
+_COUNT_VIEWS = ("SELECT count(*) FROM projections.customer_view"
+                " WHERE subject_id = ANY(%s)")
+
+
+def test_a_reading_hook_reads_before_the_fold_and_gets_its_rows_after_it(database_url,
+                                                                       keystore):
+    """`apply_batch` sends a ReadingHook's read with its own, before the fold writes a view:
+    its rows are of the database before the batch, and its write runs with the other hooks.
+    Called on its own (no read ahead), the hook reads then; with nothing to ask, no rows."""
+    ledger = Ledger(keystore)
+    items = ledger.items([account("s-a", T0), account("s-b", T0)])
+    seen: list[tuple[Any, ...]] = []
+
+    async def read(cur: Any, fresh: Any, records: list[Any]) -> bool:
+        if not records:
+            return False
+        await cur.execute(_COUNT_VIEWS, (sorted({r.subject_id for r in records}),))
+        return True
+
+    async def write(cur: Any, out: Outcome, rows: list[tuple[Any, ...]]) -> None:
+        await cur.execute(_COUNT_VIEWS, (["s-a", "s-b"],))
+        seen.append((len(out.applied), [r[0] for r in rows], (await cur.fetchone())[0]))
+
+    hook = writer.ReadingHook(read, write)
+
+    async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            out = await apply_batch(conn, items, ViewFold(Policy()), archive=False,
+                                    hooks=[hook])
+            async with conn.transaction(), conn.cursor() as cur:
+                await hook(cur, out)  # on its own: reads now, after the batch
+                await hook(cur, Outcome())  # nothing applied: nothing to ask
+
+    asyncio.run(run())
+    assert seen == [(2, [0], 2), (2, [2], 2), (0, [], 2)]
