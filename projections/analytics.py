@@ -63,7 +63,7 @@ from events.catalogue import Catalogue, PiiField, load_catalogue
 from events.codec import KeyLookup, Record, lookup_from, open_field
 from events.crypto import sealed_version
 from events.keys import KeyRef, key_period
-from events.keystore import send_wrapped_keys, unwrap_rows, unwrapped_keys_in
+from events.keystore import send_wrapped_keys, unwrap_rows
 from projections.writer import Hook, Outcome, ReadingHook, Rows
 
 log = structlog.get_logger("registre.analytics")
@@ -163,19 +163,6 @@ def location_refs(records: list[Record]) -> set[KeyRef]:
             if r.type == "ConnectionRecorded" and _sealed_country(r) is not None}
 
 
-async def location_keys(cur: psycopg.AsyncCursor, master: bytes,
-                        records: list[Record]) -> dict[tuple[KeyRef, int], bytes]:
-    """The location keys the connections of ``records`` were sealed with, where they exist."""
-    keys, failed = await unwrapped_keys_in(cur, master, location_refs(records))
-    _warn_unwrapped(failed)
-    return keys
-
-
-def _warn_unwrapped(failed: int) -> None:
-    if failed:  # counted as unknown: never fail the batch (it would dead-letter it)
-        log.warning("location keys do not unwrap; countries counted as unknown", keys=failed)
-
-
 def tally(records: list[Record], keys: Mapping[tuple[KeyRef, int], bytes],
           catalogue: Catalogue) -> tuple[dict[Group, list[int]], set[tuple[Group, str]]]:
     """What ``records`` add to the analytics, given the location keys that exist: per group
@@ -222,7 +209,8 @@ def make_hook(master_key: bytes, catalogue: Catalogue | None = None) -> Hook:
         if not records:
             return
         keys, failed = unwrap_rows(master_key, rows)
-        _warn_unwrapped(failed)
+        if failed:  # counted as unknown: never fail the batch (it would dead-letter it)
+            log.warning("location keys do not unwrap; countries counted as unknown", keys=failed)
         counts, members = tally(records, keys, cat)
         fresh = await _insert_members(cur, sorted(members))
         groups = sorted(counts)

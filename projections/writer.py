@@ -244,7 +244,11 @@ async def _send_reads(conn: psycopg.AsyncConnection, schema: str, hooks: Sequenc
             reader: Any = conn.cursor()
             if schema != LIVE:
                 reader = SchemaCursor(reader, schema)
-            reads[id(hook)] = reader if await hook.read(reader, items, records) else None
+            if await hook.read(reader, items, records):
+                reads[id(hook)] = reader
+            else:  # nothing to ask
+                reads[id(hook)] = None
+                await reader.close()
     return reads
 
 
