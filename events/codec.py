@@ -4,8 +4,9 @@ Messages use Avro single-object encoding: ``C3 01`` + the 8-byte little-endian C
 fingerprint of the writer schema + the Avro binary body, so any reader can tell which schema
 in ``schemas/`` wrote a message. Personal leaves travel as sealed bytes (see `events.crypto`).
 
-Encoding follows a plan worked out once per type: seal each personal leaf present
-(`events.sealing`) into a copy of the data, then write it with fastavro. Decoding reads with
+Encoding follows a plan worked out once per type: shape the data as fastavro writes it, each
+personal leaf present sealed on the way (`events.shaping`, `events.sealing`), then write it
+with fastavro. Decoding reads with
 fastavro too.
 """
 
@@ -36,6 +37,7 @@ from events.crypto import associated_data, open_sealed, sealed_version
 from events.keys import KeyRef, key_month, key_period
 from events.model import Event
 from events.sealing import EventSealer, KeyRing
+from events.shaping import Shape, record_shape
 
 MAGIC = b"\xc3\x01"
 MAX_MESSAGE = 1 << 20  # larger values are refused on both sides
@@ -167,7 +169,7 @@ def plain_value(field: PiiField, raw: bytes) -> Any:
 class _Plan:
     """How to encode one event type, worked out once from its schema."""
 
-    leaves: tuple[tuple[tuple[str, ...], Transform], ...]  # path under "data", how to seal
+    shape: Shape  # the data as fastavro writes it, each personal leaf sealed
     # each key category the type uses, with the paths (under "data") of its personal leaves
     categories: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]
     monthly: bool  # whether some of those categories have monthly keys
@@ -199,7 +201,8 @@ def _build_plan(etype: EventType) -> _Plan:
     for f in etype.pii:
         paths.setdefault(f.category, []).append(f.path[1:])
     return _Plan(
-        leaves=tuple((f.path[1:], sealing[f.dotted]) for f in etype.pii),
+        shape=record_shape(etype.schema["fields"][1]["type"], load_catalogue().named_types,
+                           sealing),
         categories=tuple((c, tuple(p)) for c, p in paths.items()),
         monthly=any(c in MONTHLY_CATEGORIES for c in paths),
     )
@@ -243,11 +246,6 @@ def encode(
         ring = keys if isinstance(keys, KeyRing) else KeyRing(keys)
         month = key_month(event.occurred_at) if plan.monthly else ""
         sealer = EventSealer(ring, event.event_id, event.subject_id, event.type, month)
-    data = _copy(event.data)
-    for path, transform in plan.leaves:
-        value = _get(data, path)
-        if value is not None:
-            _set(data, path, transform(value, sealer))
     record = {
         "envelope": {
             "event_id": event.event_id,
@@ -255,7 +253,7 @@ def encode(
             "occurred_at": event.occurred_at,
             "source": event.source,
         },
-        "data": data,
+        "data": plan.shape(event.data, sealer),
     }
     out = io.BytesIO()
     out.write(MAGIC + etype.fingerprint)
