@@ -398,3 +398,39 @@ def test_a_nul_in_any_clear_text_of_any_event_is_a_dead_letter_for_the_processor
                 checked += 1
                 nested += len(path) > 1
     assert checked > 20 and nested > 5  # nested texts too, not only the top level
+
+
+ADDRESSES = [
+    "mathis.robert621@example.fr", "a@b.co", "Jean.Dupont@Example.FR", "x+tag@sub.example.org",
+    "o'brien@example.ie", "a!#$%&'*+/=?^_`{|}~-z@example.com", ".dot@example.com",
+    "dot.@example.com", "two..dots@example.com", "no-at-sign.example.com", "@example.com",
+    "local@", "a@@example.com", "a@b@example.com", '"quoted"@example.com', "a b@example.com",
+    "Name <a@example.com>", "élodie@example.fr", "a@exämple.fr", "a@[192.0.2.1]",
+    "a@localhost", "a@example", "a@-example.com", "a@example-.com", "a@example..com",
+    "a@example.com.", "a@.example.com", "a@example.invalid", "a@test", "a@xn--80ak6aa92e.com",
+    "a@" + "b" * 64 + ".com", "x" * 64 + "@example.com", "x" * 65 + "@example.com",
+    "x" * 200 + "@" + "d" * 40 + ".fr", "x" * 240 + "@example.fr", "a@EXAMPLE.fr",
+    "a@123.example", "a@1.2.3.4", "a@example.c", "a\t@example.com", "a@exa_mple.com",
+]
+
+
+@pytest.mark.parametrize("address", ADDRESSES)
+def test_the_quick_email_check_agrees_with_email_validator(address):
+    """The shortcut (a dot-atom local part, a domain checked once) accepts nothing that
+    email_validator refuses, and every address ends with email_validator's verdict."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from events.validation import _email, _plain_email
+
+    try:
+        validate_email(address, check_deliverability=False)
+        accepted = True
+    except EmailNotValidError:
+        accepted = False
+    if _plain_email(address):
+        assert accepted, address
+    try:
+        _email(address, "data.email")
+        assert accepted, address
+    except InvalidEvent as exc:
+        assert not accepted and str(exc) == "data.email: not a well-formed email address"
