@@ -50,6 +50,7 @@ SELECT subject_id, category, period, version, wrapped FROM keystore.data_keys
 WHERE (subject_id, category, period) IN (SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))
 ORDER BY version
 """
+_LOCKING_SELECT_SQL = _SELECT_SQL + "FOR SHARE\n"
 # Version 1 of each new key, unless its subject was erased or that very key destroyed before.
 _INSERT_SQL = """
 INSERT INTO keystore.data_keys (subject_id, category, period, version, wrapped)
@@ -324,23 +325,30 @@ async def subjects_with_keys_before(cur: psycopg.AsyncCursor, period: str) -> li
     return [row[0] for row in await cur.fetchall()]
 
 
-async def unwrapped_keys_in(cur: psycopg.AsyncCursor, master: bytes, refs: Iterable[KeyRef]
-                            ) -> tuple[dict[tuple[KeyRef, int], bytes], int]:
-    """Every version of the given keys, unwrapped; and how many did not unwrap (skipped)."""
-    if not await send_wrapped_keys(cur, refs):
+async def unwrapped_keys_in(cur: psycopg.AsyncCursor, master: bytes, refs: Iterable[KeyRef],
+                            lock: bool = False) -> tuple[dict[tuple[KeyRef, int], bytes], int]:
+    """Every version of the given keys, unwrapped; and how many did not unwrap (skipped).
+
+    ``lock``: the key rows read stay locked (``FOR SHARE``) until the transaction ends, so that
+    a destruction waits for it to commit, or it for the destruction (then it reads no key):
+    for what the transaction derives from a key and must not outlive it (the lookup index)."""
+    if not await send_wrapped_keys(cur, refs, lock):
         return {}, 0
     return unwrap_rows(master, await cur.fetchall())
 
 
-async def send_wrapped_keys(cur: psycopg.AsyncCursor, refs: Iterable[KeyRef]) -> bool:
+async def send_wrapped_keys(cur: psycopg.AsyncCursor, refs: Iterable[KeyRef],
+                            lock: bool = False) -> bool:
     """Send the query of every version of the given keys, wrapped (read its rows with
     `unwrap_rows`); False when there is no key to ask for (nothing sent). Apart from
-    `unwrapped_keys_in`, for a batch that sends its reads before its writes."""
+    `unwrapped_keys_in`, for a batch that sends its reads before its writes. ``lock``: as
+    `unwrapped_keys_in`'s."""
     refs = sorted(set(refs), key=_ref_order)  # KeyRef's order, compared at C speed
     if not refs:
         return False
-    await cur.execute(_SELECT_SQL, ([r.subject_id for r in refs], [r.category for r in refs],
-                                    [r.period for r in refs]))
+    await cur.execute(_LOCKING_SELECT_SQL if lock else _SELECT_SQL,
+                      ([r.subject_id for r in refs], [r.category for r in refs],
+                       [r.period for r in refs]))
     return True
 
 

@@ -66,7 +66,9 @@ async def carry_out(cur: psycopg.AsyncCursor, doc: dict[str, Any], policy: Polic
     for reason, refs in by_reason.items():
         await destroy_in(cur, refs, now, reason)
     if any(d.ref.category == "contact" for d in p.decision.destroy):
-        await forget_in(cur, subject)  # the lookup index forgets with the contact key
+        # the lookup index forgets with the contact key, after it: a batch that read the key
+        # (locked) has committed by then, and this delete sees the rows it wrote
+        await forget_in(cur, subject)
     events = [e for e in [keys_destroyed(p, now, trigger.event_id if trigger else None)] if e]
     if trigger is not None and trigger.type in END_TRIGGERS:
         events.append(erasure_certificate(p, now, trigger.event_id))

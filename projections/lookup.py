@@ -3,11 +3,12 @@
 `make_hook(master_key)` is a projection hook (see `projections.writer.apply_batch`): for each
 applied ``AccountCreated`` / ``AccountUpdated`` it opens the sealed ``email`` and ``phone``
 leaves, and nothing else, with the subject's contact key unwrapped inside the batch transaction
-(`events.keystore.unwrapped_keys_in`), and stores only their keyed hashes
-(`processors.rules.lookup`). A value that does not open (key destroyed, subject erased) leaves
-no row. `forget_in` deletes a subject's rows; the erasure code calls it in the transaction that
-destroys the subject's contact key, so the index never names a subject whose contact data is
-gone. The table is emptied and refilled by `registre rebuild` (``RESET_SQL``).
+(`events.keystore.unwrapped_keys_in`, the key row locked until the batch commits), and stores
+only their keyed hashes (`processors.rules.lookup`). A value that does not open (key
+destroyed, subject erased) leaves no row. `forget_in` deletes a subject's rows; the erasure
+code calls it in the transaction that destroys the subject's contact key, after destroying it,
+so the index never names a subject whose contact data is gone. The table is emptied and
+refilled by `registre rebuild` (``RESET_SQL``).
 """
 
 from __future__ import annotations
@@ -112,15 +113,17 @@ def make_hook(master_key: bytes, catalogue: Catalogue | None = None) -> Hook:
     fields = contact_fields(catalogue or load_catalogue())
     hmac_key = lookup_key(master_key)
 
-    # Not a `projections.writer.ReadingHook`: the contact keys are read here, after the fold,
-    # as close to the commit as can be. A sweep that destroys a contact key (and the index
-    # rows with it) between that read and the commit leaves a row naming the subject; reading
-    # them before the fold would widen that window by the whole batch.
+    # The contact keys are read locked (FOR SHARE) until the batch commits: a sweep or a
+    # retried erasure that destroys one (and the subject's index rows with it, afterwards)
+    # waits for the batch and then deletes the rows it wrote; one that destroyed it first
+    # makes the batch wait, then read no key and write no row. Read after the fold (not a
+    # `ReadingHook`), so that the keys stay locked for as short a time as can be.
     async def lookup_hook(cur: psycopg.AsyncCursor, outcome: Outcome) -> None:
         records = [r for _, r in outcome.applied if r.type in SOURCES]
         if not records:
             return
-        keys, failed = await unwrapped_keys_in(cur, master_key, contact_refs(records))
+        keys, failed = await unwrapped_keys_in(cur, master_key, contact_refs(records),
+                                               lock=True)
         if failed:
             log.warning("contact keys do not unwrap; not indexed", keys=failed)
         state = entries(records, opened_values(records, keys, fields))
