@@ -25,7 +25,10 @@ def _ref_order(ref: KeyRef) -> tuple[str, str, str]:
     return (ref.subject_id, ref.category, ref.period)
 
 
+# A subject's key lock: every creation and destruction of its keys takes it (exclusive).
 LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(s)) FROM unnest(%s::text[]) s ORDER BY s"
+SHARED_LOCK_SQL = ("SELECT pg_advisory_xact_lock_shared(hashtext(s))"
+                   " FROM unnest(%s::text[]) s ORDER BY s")
 KEY_REFS_SQL = "SELECT DISTINCT category, period FROM keystore.data_keys WHERE subject_id = %s"
 DESTROY_SQL = """
 DELETE FROM keystore.data_keys WHERE (subject_id, category, period) IN
@@ -50,7 +53,6 @@ SELECT subject_id, category, period, version, wrapped FROM keystore.data_keys
 WHERE (subject_id, category, period) IN (SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))
 ORDER BY version
 """
-_LOCKING_SELECT_SQL = _SELECT_SQL + "FOR SHARE\n"
 # Version 1 of each new key, unless its subject was erased or that very key destroyed before.
 _INSERT_SQL = """
 INSERT INTO keystore.data_keys (subject_id, category, period, version, wrapped)
@@ -329,26 +331,29 @@ async def unwrapped_keys_in(cur: psycopg.AsyncCursor, master: bytes, refs: Itera
                             lock: bool = False) -> tuple[dict[tuple[KeyRef, int], bytes], int]:
     """Every version of the given keys, unwrapped; and how many did not unwrap (skipped).
 
-    ``lock``: the key rows read stay locked (``FOR SHARE``) until the transaction ends, so that
-    a destruction waits for it to commit, or it for the destruction (then it reads no key):
-    for what the transaction derives from a key and must not outlive it (the lookup index)."""
-    if not await send_wrapped_keys(cur, refs, lock):
+    ``lock``: hold the subjects' key locks, shared, until the transaction ends (taken before
+    the read, in a statement of its own: under READ COMMITTED the read then sees a
+    destruction that committed while it waited), so that a destruction waits for the
+    transaction to commit, or the transaction for the destruction and then reads no key: for
+    what it derives from a key and must not outlive it (the lookup index). An advisory lock,
+    not ``FOR SHARE``: that would need UPDATE on the keys, which the processors do not have."""
+    refs = set(refs)
+    if lock and refs:
+        await cur.execute(SHARED_LOCK_SQL, (sorted({r.subject_id for r in refs}),))
+    if not await send_wrapped_keys(cur, refs):
         return {}, 0
     return unwrap_rows(master, await cur.fetchall())
 
 
-async def send_wrapped_keys(cur: psycopg.AsyncCursor, refs: Iterable[KeyRef],
-                            lock: bool = False) -> bool:
+async def send_wrapped_keys(cur: psycopg.AsyncCursor, refs: Iterable[KeyRef]) -> bool:
     """Send the query of every version of the given keys, wrapped (read its rows with
     `unwrap_rows`); False when there is no key to ask for (nothing sent). Apart from
-    `unwrapped_keys_in`, for a batch that sends its reads before its writes. ``lock``: as
-    `unwrapped_keys_in`'s."""
+    `unwrapped_keys_in`, for a batch that sends its reads before its writes."""
     refs = sorted(set(refs), key=_ref_order)  # KeyRef's order, compared at C speed
     if not refs:
         return False
-    await cur.execute(_LOCKING_SELECT_SQL if lock else _SELECT_SQL,
-                      ([r.subject_id for r in refs], [r.category for r in refs],
-                       [r.period for r in refs]))
+    await cur.execute(_SELECT_SQL, ([r.subject_id for r in refs], [r.category for r in refs],
+                                    [r.period for r in refs]))
     return True
 
 

@@ -67,7 +67,8 @@ async def carry_out(cur: psycopg.AsyncCursor, doc: dict[str, Any], policy: Polic
         await destroy_in(cur, refs, now, reason)
     if any(d.ref.category == "contact" for d in p.decision.destroy):
         # the lookup index forgets with the contact key, after it: a batch that read the key
-        # (locked) has committed by then, and this delete sees the rows it wrote
+        # (under the subject's key lock, shared) has committed by then, and this delete sees
+        # the rows it wrote
         await forget_in(cur, subject)
     events = [e for e in [keys_destroyed(p, now, trigger.event_id if trigger else None)] if e]
     if trigger is not None and trigger.type in END_TRIGGERS:

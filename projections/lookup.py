@@ -3,8 +3,8 @@
 `make_hook(master_key)` is a projection hook (see `projections.writer.apply_batch`): for each
 applied ``AccountCreated`` / ``AccountUpdated`` it opens the sealed ``email`` and ``phone``
 leaves, and nothing else, with the subject's contact key unwrapped inside the batch transaction
-(`events.keystore.unwrapped_keys_in`, the key row locked until the batch commits), and stores
-only their keyed hashes (`processors.rules.lookup`). A value that does not open (key
+(`events.keystore.unwrapped_keys_in`, holding the subject's key lock until the batch commits),
+and stores only their keyed hashes (`processors.rules.lookup`). A value that does not open (key
 destroyed, subject erased) leaves no row. `forget_in` deletes a subject's rows; the erasure
 code calls it in the transaction that destroys the subject's contact key, after destroying it,
 so the index never names a subject whose contact data is gone. The table is emptied and
@@ -113,11 +113,11 @@ def make_hook(master_key: bytes, catalogue: Catalogue | None = None) -> Hook:
     fields = contact_fields(catalogue or load_catalogue())
     hmac_key = lookup_key(master_key)
 
-    # The contact keys are read locked (FOR SHARE) until the batch commits: a sweep or a
-    # retried erasure that destroys one (and the subject's index rows with it, afterwards)
-    # waits for the batch and then deletes the rows it wrote; one that destroyed it first
-    # makes the batch wait, then read no key and write no row. Read after the fold (not a
-    # `ReadingHook`), so that the keys stay locked for as short a time as can be.
+    # The contact keys are read under their subjects' key locks (shared) until the batch
+    # commits: a sweep or a retried erasure that destroys one (and the subject's index rows
+    # with it, afterwards) waits for the batch and then deletes the rows it wrote; one that
+    # destroyed it first makes the batch wait, then read no key and write no row. Read after
+    # the fold (not a `ReadingHook`), so that the locks are held for as short a time as can be.
     async def lookup_hook(cur: psycopg.AsyncCursor, outcome: Outcome) -> None:
         records = [r for _, r in outcome.applied if r.type in SOURCES]
         if not records:

@@ -2,13 +2,15 @@
 
 A batch writing a subject's index rows (`projections.lookup` hook) and a sweep destroying that
 subject's contact key (`projections.erasure_store.carry_out`, on its own connection, as the
-processors' timers run it) overlap both ways round; whichever starts first, once both have
-committed the index names the subject no more.
+processors' timers run it) overlap both ways round, both as the processors' login (with its
+privileges only); whichever starts first, once both have committed the index names the
+subject no more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -24,6 +26,7 @@ from processors.rules.fold import ViewFold
 from processors.rules.policy import Policy
 from projections.erasure_store import carry_out
 from projections.lookup import make_hook
+from projections.roles import PROCESSOR, ensure_login
 from projections.writer import Incoming, Outcome, apply_batch
 
 pytestmark = pytest.mark.integration
@@ -69,9 +72,11 @@ async def _race(database_url: str, master_key: bytes, keystore: KeyStore,
     """Index rows naming the subject once the batch and the sweep have both committed."""
     created, deleted, updated = _events()
     hook = make_hook(master_key)
+    processor = ensure_login(database_url, PROCESSOR, "registre_test_racer",
+                             secrets.token_urlsafe(18))
     connect = psycopg.AsyncConnection.connect
-    async with await connect(database_url, autocommit=True) as batch, \
-            await connect(database_url, autocommit=True) as timer, \
+    async with await connect(processor, autocommit=True) as batch, \
+            await connect(processor, autocommit=True) as timer, \
             await connect(database_url, autocommit=True) as watch:
         out = await apply_batch(batch, _items(keystore, [created, deleted], 0),
                                 ViewFold(Policy()), hooks=[hook], archive=False)
