@@ -337,9 +337,10 @@ async def unwrapped_keys_in(cur: psycopg.AsyncCursor, master: bytes, refs: Itera
     transaction to commit, or the transaction for the destruction and then reads no key: for
     what it derives from a key and must not outlive it (the lookup index). An advisory lock,
     not ``FOR SHARE``: that would need UPDATE on the keys, which the processors do not have."""
-    refs = set(refs)
-    if lock and refs:
-        await cur.execute(SHARED_LOCK_SQL, (sorted({r.subject_id for r in refs}),))
+    if lock:
+        refs = set(refs)
+        if refs:
+            await cur.execute(SHARED_LOCK_SQL, (sorted({r.subject_id for r in refs}),))
     if not await send_wrapped_keys(cur, refs):
         return {}, 0
     return unwrap_rows(master, await cur.fetchall())
