@@ -6,8 +6,7 @@ in ``schemas/`` wrote a message. Personal leaves travel as sealed bytes (see `ev
 
 Encoding follows a plan worked out once per type: shape the data as fastavro writes it, each
 personal leaf present sealed on the way (`events.shaping`, `events.sealing`), then write it
-with fastavro. Decoding reads with
-fastavro too.
+with fastavro. Decoding reads with fastavro too.
 """
 
 from __future__ import annotations
