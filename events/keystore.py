@@ -26,9 +26,9 @@ def _ref_order(ref: KeyRef) -> tuple[str, str, str]:
 
 
 # A subject's key lock: every creation and destruction of its keys takes it (exclusive).
-LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(s)) FROM unnest(%s::text[]) s ORDER BY s"
-SHARED_LOCK_SQL = ("SELECT pg_advisory_xact_lock_shared(hashtext(s))"
-                   " FROM unnest(%s::text[]) s ORDER BY s")
+_LOCK_TEMPLATE = "SELECT {}(hashtext(s)) FROM unnest(%s::text[]) s ORDER BY s"
+LOCK_SQL = _LOCK_TEMPLATE.format("pg_advisory_xact_lock")
+SHARED_LOCK_SQL = _LOCK_TEMPLATE.format("pg_advisory_xact_lock_shared")
 KEY_REFS_SQL = "SELECT DISTINCT category, period FROM keystore.data_keys WHERE subject_id = %s"
 DESTROY_SQL = """
 DELETE FROM keystore.data_keys WHERE (subject_id, category, period) IN
@@ -303,6 +303,18 @@ async def lock_subject_keys(cur: psycopg.AsyncCursor, subject_id: str) -> list[K
     return sorted(KeyRef(subject_id, c, p) for c, p in await cur.fetchall())
 
 
+async def share_subject_locks(cur: psycopg.AsyncCursor, subject_ids: Iterable[str]) -> None:
+    """Hold the subjects' key locks, shared, until the transaction ends: a destruction of their
+    keys waits for the transaction to commit, or the transaction for the destruction. Take
+    them before reading the keys (a statement of its own: under READ COMMITTED the read then
+    sees a destruction that committed meanwhile), for what is derived from a key and must not
+    outlive it (the lookup index). Advisory, not ``FOR SHARE``: that would need UPDATE on the
+    keys, which the processors do not have."""
+    subjects = sorted(set(subject_ids))
+    if subjects:
+        await cur.execute(SHARED_LOCK_SQL, (subjects,))
+
+
 async def mark_erased_in(cur: psycopg.AsyncCursor, subject_id: str, at: datetime) -> None:
     """Remember the subject as erased (no key is ever created for it again)."""
     for sql in MARK_ERASED_SQL:
@@ -327,20 +339,9 @@ async def subjects_with_keys_before(cur: psycopg.AsyncCursor, period: str) -> li
     return [row[0] for row in await cur.fetchall()]
 
 
-async def unwrapped_keys_in(cur: psycopg.AsyncCursor, master: bytes, refs: Iterable[KeyRef],
-                            lock: bool = False) -> tuple[dict[tuple[KeyRef, int], bytes], int]:
-    """Every version of the given keys, unwrapped; and how many did not unwrap (skipped).
-
-    ``lock``: hold the subjects' key locks, shared, until the transaction ends (taken before
-    the read, in a statement of its own: under READ COMMITTED the read then sees a
-    destruction that committed while it waited), so that a destruction waits for the
-    transaction to commit, or the transaction for the destruction and then reads no key: for
-    what it derives from a key and must not outlive it (the lookup index). An advisory lock,
-    not ``FOR SHARE``: that would need UPDATE on the keys, which the processors do not have."""
-    if lock:
-        refs = set(refs)
-        if refs:
-            await cur.execute(SHARED_LOCK_SQL, (sorted({r.subject_id for r in refs}),))
+async def unwrapped_keys_in(cur: psycopg.AsyncCursor, master: bytes, refs: Iterable[KeyRef]
+                            ) -> tuple[dict[tuple[KeyRef, int], bytes], int]:
+    """Every version of the given keys, unwrapped; and how many did not unwrap (skipped)."""
     if not await send_wrapped_keys(cur, refs):
         return {}, 0
     return unwrap_rows(master, await cur.fetchall())

@@ -3,12 +3,13 @@
 `make_hook(master_key)` is a projection hook (see `projections.writer.apply_batch`): for each
 applied ``AccountCreated`` / ``AccountUpdated`` it opens the sealed ``email`` and ``phone``
 leaves, and nothing else, with the subject's contact key unwrapped inside the batch transaction
-(`events.keystore.unwrapped_keys_in`, holding the subject's key lock until the batch commits),
-and stores only their keyed hashes (`processors.rules.lookup`). A value that does not open (key
-destroyed, subject erased) leaves no row. `forget_in` deletes a subject's rows; the erasure
-code calls it in the transaction that destroys the subject's contact key, after destroying it,
-so the index never names a subject whose contact data is gone. The table is emptied and
-refilled by `registre rebuild` (``RESET_SQL``).
+(`events.keystore.unwrapped_keys_in`), holding the subject's key lock until the batch commits
+(`events.keystore.share_subject_locks`), and stores only their keyed hashes
+(`processors.rules.lookup`). A value that does not open (key destroyed, subject erased) leaves
+no row. `forget_in` deletes a subject's rows; the erasure code calls it in the transaction
+that destroys the subject's contact key, after destroying it, so the index never names a
+subject whose contact data is gone. The table is emptied and refilled by `registre rebuild`
+(``RESET_SQL``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import structlog
 from events.catalogue import Catalogue, PiiField, load_catalogue
 from events.codec import Record, lookup_from, open_field
 from events.keys import KeyRef
-from events.keystore import unwrapped_keys_in
+from events.keystore import share_subject_locks, unwrapped_keys_in
 from processors.rules.lookup import KINDS, NotLookupValue, digest, lookup_key
 from projections.writer import Hook, Outcome
 
@@ -122,8 +123,9 @@ def make_hook(master_key: bytes, catalogue: Catalogue | None = None) -> Hook:
         records = [r for _, r in outcome.applied if r.type in SOURCES]
         if not records:
             return
-        keys, failed = await unwrapped_keys_in(cur, master_key, contact_refs(records),
-                                               lock=True)
+        refs = contact_refs(records)
+        await share_subject_locks(cur, (r.subject_id for r in refs))
+        keys, failed = await unwrapped_keys_in(cur, master_key, refs)
         if failed:
             log.warning("contact keys do not unwrap; not indexed", keys=failed)
         state = entries(records, opened_values(records, keys, fields))
